@@ -1,0 +1,1 @@
+"""Ray Serve deployments of LeanServe and the application builder."""

@@ -1,0 +1,65 @@
+"""The application builder: `import_path: deployments.app:build_app` in a Serve config file.
+
+No `from __future__ import annotations` here: Serve reads the builder's parameter annotation at run
+time to validate the YAML `args` into AppArgs, so a typo fails at start and names the field.
+"""
+
+from typing import Any
+
+from loguru import logger
+from ray import serve
+from ray.serve import Application
+
+from deployments.bundle import BundleServer
+from deployments.config import AppArgs, BundleConfig, IngressSettings, parse_app_args
+from deployments.ingress import LeanServeIngress
+
+INGRESS_DEPLOYMENT_NAME = "ingress"
+
+
+def get_bundle_deployment_options(bundle: BundleConfig) -> dict[str, Any]:
+    """Serve options of one bundle's deployment, all derived from its typed config."""
+    settings = bundle.deployment
+    scaling = settings.autoscaling
+    autoscaling_config: dict[str, Any] = {
+        "min_replicas": scaling.min_replicas,
+        "max_replicas": scaling.max_replicas,
+        "target_ongoing_requests": bundle.target_ongoing_requests,
+        "upscale_delay_s": scaling.upscale_delay_s,
+        "downscale_delay_s": scaling.downscale_delay_s,
+    }
+    if scaling.initial_replicas is not None:
+        autoscaling_config["initial_replicas"] = scaling.initial_replicas
+    actor_options: dict[str, Any] = {"num_cpus": settings.num_cpus, "num_gpus": settings.num_gpus}
+    if settings.env_vars:
+        actor_options["runtime_env"] = {"env_vars": dict(settings.env_vars)}
+    return {
+        "name": bundle.deployment_name,
+        "max_ongoing_requests": bundle.max_ongoing_requests,
+        "autoscaling_config": autoscaling_config,
+        "ray_actor_options": actor_options,
+        "health_check_period_s": settings.health_check_period_s,
+        "health_check_timeout_s": settings.health_check_timeout_s,
+        "graceful_shutdown_timeout_s": settings.graceful_shutdown_timeout_s,
+    }
+
+
+def get_ingress_deployment_options(settings: IngressSettings) -> dict[str, Any]:
+    return {
+        "name": INGRESS_DEPLOYMENT_NAME,
+        "num_replicas": settings.num_replicas,
+        "max_ongoing_requests": settings.max_ongoing_requests,
+        "ray_actor_options": {"num_cpus": settings.num_cpus},
+    }
+
+
+def build_app(args: AppArgs) -> Application:
+    """Bind one autoscaled deployment per bundle and the ingress that composes them."""
+    args = parse_app_args(args)
+    bundles = {}
+    for bundle in args.models:
+        options = get_bundle_deployment_options(bundle)
+        logger.info("bundle {} -> deployment {}: {}", bundle.name, options["name"], options)
+        bundles[bundle.name] = serve.deployment(BundleServer).options(**options).bind(bundle)
+    ingress = serve.deployment(LeanServeIngress).options(**get_ingress_deployment_options(args.ingress))
+    return ingress.bind(args, bundles)

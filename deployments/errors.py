@@ -1,0 +1,84 @@
+"""One error hierarchy, one mapping to HTTP statuses (see ../shared/CONTRACT.md).
+
+Client errors (4xx) are logged as warnings, server errors (5xx) as errors. Every error reaches the
+client as JSON `{"detail": "..."}`; 503 also carries `Retry-After`.
+"""
+
+from __future__ import annotations
+
+SCORER_NOT_CONFIGURED = "LeanProgress scoring requested but no model configured."
+
+
+class LeanServeError(Exception):
+    status_code = 500
+    retry_after_s: int | None = None
+
+    def __init__(self, detail: str):
+        super().__init__(detail)
+        self.detail = detail
+
+    def __reduce__(self):
+        # Errors cross Ray process boundaries: keep them picklable with their detail.
+        return (type(self), (self.detail,))
+
+
+class UnknownModelError(LeanServeError):
+    status_code = 404
+
+    @classmethod
+    def for_name(cls, name: str, known: list[str]) -> UnknownModelError:
+        return cls(f"Unknown model {name!r}. Known models: {', '.join(sorted(known))}.")
+
+
+class UnsupportedRouteError(LeanServeError):
+    status_code = 400
+
+    @classmethod
+    def encoding(cls, name: str) -> UnsupportedRouteError:
+        return cls(f"Model '{name}' does not support encoding requests.")
+
+    @classmethod
+    def generation(cls, name: str) -> UnsupportedRouteError:
+        return cls(f"Model '{name}' does not support generation requests.")
+
+
+class ScorerNotConfiguredError(LeanServeError):
+    status_code = 400
+
+    def __init__(self, detail: str = SCORER_NOT_CONFIGURED):
+        super().__init__(detail)
+
+
+class InvalidRequestError(LeanServeError):
+    status_code = 422
+
+
+class InputTooLargeError(LeanServeError):
+    status_code = 413
+
+
+class ServiceUnavailableError(LeanServeError):
+    """Overloaded, starting, or a replica was lost: the client may retry."""
+
+    status_code = 503
+    retry_after_s = 5
+
+
+class GenerationTimeoutError(LeanServeError):
+    status_code = 504
+
+
+class EngineFailureError(LeanServeError):
+    status_code = 500
+
+
+def find_leanserve_error(exc: BaseException) -> LeanServeError | None:
+    """The LeanServeError behind `exc`, also when Ray wrapped it on the way back from a replica."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, LeanServeError):
+            return current
+        seen.add(id(current))
+        current = getattr(current, "cause", None) or current.__cause__
+    return None

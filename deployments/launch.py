@@ -1,0 +1,92 @@
+"""`make serve`: start a local Ray (no cluster), serve a config file, block until Ctrl-C.
+
+Usage: python -m deployments.launch [CONFIG]   (default: configs/local.yaml)
+
+The config is the same Ray Serve config file format as serve_config.yaml, validated by the same models
+before anything starts. Ray's dashboard is not started, and HTTP binds the host the file names.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import time
+import urllib.request
+
+from loguru import logger
+
+from deployments.config import ConfigError, ServeConfigFile, load_serve_config
+from deployments.log_setup import configure_logging
+
+DEFAULT_CONFIG = "configs/local.yaml"
+
+
+def _raise_keyboard_interrupt(signum, frame):  # noqa: ARG001
+    raise KeyboardInterrupt
+
+
+def wait_until_healthy(url: str, timeout_s: float) -> float:
+    """Poll GET /health until it answers 200; return the seconds it took."""
+    started = time.perf_counter()
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=30) as response:
+                if response.status == 200:
+                    return time.perf_counter() - started
+        except OSError:
+            pass
+        if time.perf_counter() - started > timeout_s:
+            raise TimeoutError(f"{url} not healthy after {timeout_s:.0f}s")
+        time.sleep(0.5)
+
+
+def serve_config(config: ServeConfigFile) -> None:
+    import ray
+    from ray import serve
+
+    from deployments.app import build_app
+
+    started = time.perf_counter()
+    ray.init(include_dashboard=False, configure_logging=False)
+    http = config.http_options
+    serve.start(http_options=http.model_dump())
+    for spec in config.applications:
+        if spec.model_extra and spec.model_extra.get("deployments"):
+            logger.warning("application {}: `deployments:` overrides are applied by `serve run`, not here", spec.name)
+        serve.run(build_app(spec.args), name=spec.name, route_prefix=spec.route_prefix, blocking=False)
+    host = "127.0.0.1" if http.host in ("0.0.0.0", "::") else http.host
+    base = f"http://{host}:{http.port}{config.applications[0].route_prefix.rstrip('/')}"
+    wait_until_healthy(f"{base}/health", timeout_s=600)
+    logger.info("LeanServe ready on {} in {:.1f}s; Ctrl-C stops it", base, time.perf_counter() - started)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("config", nargs="?", default=DEFAULT_CONFIG)
+    options = parser.parse_args(argv)
+    configure_logging("launch")
+    try:
+        config = load_serve_config(options.config)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
+    try:
+        serve_config(config)
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        logger.info("stopping")
+    finally:
+        import ray
+        from ray import serve
+
+        if ray.is_initialized():
+            serve.shutdown()
+            ray.shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,57 @@
+"""Wire models of the LeanCopilot / LeanDojo-v2 routes (../shared/CONTRACT.md).
+
+Requests ignore unknown fields; responses always carry the LeanDojo-v2 extras, `null` unless scored.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class GenerateRequest(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    input: str = Field(description="The pretty-printed Lean tactic state.")
+    name: str = Field(description="A bundle name or alias (see GET /models).")
+    prefix: str | None = Field(default=None, description="Every output starts with it; '' or null: none.")
+    use_reward: bool = Field(default=False, description="Rank by the LeanProgress scorer.")
+    # LeanServe extensions: fewer candidates or tokens than the bundle's defaults.
+    n: int | None = Field(default=None, ge=1, description="Candidates to sample (default: the bundle's).")
+    max_tokens: int | None = Field(default=None, ge=1, description="Tokens per candidate (default: the bundle's).")
+
+
+class Candidate(BaseModel):
+    output: str
+    score: float
+    model_score: float | None = None
+    steps_remaining: float | None = None
+    reward: float | None = None
+
+
+class GenerateResponse(BaseModel):
+    outputs: list[Candidate]
+
+
+class EncodeRequest(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    input: str
+    name: str
+
+
+class EncodeResponse(BaseModel):
+    outputs: list[float]
+
+
+class ModelInfo(BaseModel):
+    name: str
+    aliases: list[str]
+    routes: list[str]
+
+
+class ModelsResponse(BaseModel):
+    models: list[ModelInfo]
+
+
+class ErrorResponse(BaseModel):
+    detail: str

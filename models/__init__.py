@@ -1,0 +1,1 @@
+"""Engines and backends, prompts and tactic extraction."""

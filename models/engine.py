@@ -1,0 +1,53 @@
+"""The small interface every generation engine implements, and the data it exchanges.
+
+The bundle deployment depends on this module only; concrete engines (vLLM today) are imported lazily,
+so tests and pure logic never pull in vLLM.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
+
+
+@dataclass(frozen=True)
+class SamplingRequest:
+    """What one engine request samples: `n` candidates for one prompt."""
+
+    n: int
+    temperature: float
+    top_p: float
+    max_tokens: int
+    stop: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Completion:
+    """One sampled continuation, with what the score needs."""
+
+    text: str
+    cumulative_logprob: float | None
+    num_tokens: int
+
+
+@dataclass(frozen=True)
+class EngineOutput:
+    completions: list[Completion]
+    prompt_tokens: int = 0
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+@runtime_checkable
+class GenerationEngine(Protocol):
+    """An engine. `start` loads it; cancelling `generate` must abort the request inside the engine."""
+
+    async def start(self) -> None: ...
+
+    async def generate(self, prompt: str, sampling: SamplingRequest, request_id: str) -> EngineOutput: ...
+
+    async def check_health(self) -> None:
+        """Raise if the engine can no longer serve (the replica is then replaced)."""
+
+    async def num_unfinished_requests(self) -> int: ...
+
+    def shutdown(self) -> None: ...

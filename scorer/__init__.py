@@ -1,0 +1,1 @@
+"""LeanProgress scoring: predicts the proof steps remaining after a candidate tactic."""

@@ -1,0 +1,29 @@
+"""Paths and request builders shared by the tests."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
+
+
+def shared_data_path(name: str) -> Path:
+    return SHARED_DATA / name
+
+
+def leancopilot_bytes(payload: dict) -> bytes:
+    """The body exactly as LeanCopilot's Lean client sends it: keys sorted, compact, raw UTF-8."""
+    return json.dumps(payload, ensure_ascii=False, separators=(",", ":"), sort_keys=True).encode("utf-8")
+
+
+LEANCOPILOT_HEADERS = {"accept": "application/json", "Content-Type": "application/json"}
+
+
+def lean_goals(count: int = 16) -> list[str]:
+    """`count` real miniF2F goals spread over the range of lengths (multi-goal states included)."""
+    with shared_data_path("minif2f_goals.jsonl").open(encoding="utf-8") as rows:
+        goals = sorted((json.loads(line)["goal"] for line in rows), key=len)
+    step = max(1, len(goals) // count)
+    return goals[::step][:count]

@@ -1,0 +1,32 @@
+"""The builder's output, inspected without starting Ray."""
+
+from support import REPO_ROOT
+from deployments.app import build_app, get_bundle_deployment_options
+from deployments.config import load_serve_config
+
+
+def _bound_deployments(app):
+    ingress = app._bound_deployment
+    bundles = ingress.init_args[1]
+    return ingress, {name: bound._bound_deployment for name, bound in bundles.items()}
+
+
+def test_one_autoscaled_deployment_per_bundle():
+    args = load_serve_config(REPO_ROOT / "serve_config.yaml").applications[0].args
+    ingress, bundles = _bound_deployments(build_app(args))
+    assert ingress.name == "ingress"
+    assert set(bundles) == {b.name for b in args.models}
+    for bundle in args.models:
+        deployment = bundles[bundle.name]
+        assert deployment.name == bundle.deployment_name
+        config = deployment._deployment_config
+        assert config.max_ongoing_requests == bundle.max_ongoing_requests >= 64
+        assert config.autoscaling_config.max_replicas == bundle.deployment.autoscaling.max_replicas
+        assert deployment.ray_actor_options["num_gpus"] == 1
+
+
+def test_options_carry_health_check_and_env():
+    args = load_serve_config(REPO_ROOT / "configs/local.yaml").applications[0].args
+    options = get_bundle_deployment_options(args.models[0])
+    assert options["health_check_timeout_s"] >= 30
+    assert options["ray_actor_options"]["num_gpus"] == 0

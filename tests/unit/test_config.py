@@ -1,0 +1,75 @@
+"""Configuration: defaults, derived settings, readable failures, and the shipped config files."""
+
+import subprocess
+import sys
+
+import pytest
+
+from support import REPO_ROOT
+from deployments.config import AppArgs, BundleConfig, ConfigError, load_serve_config, parse_app_args
+
+SHIPPED_CONFIGS = ["serve_config.yaml", "configs/local.yaml"]
+
+
+def test_defaults_size_the_replica_for_batching():
+    bundle = BundleConfig(name="m", model="org/model", engine_args={"max_num_seqs": 48})
+    # Serve's own default of 5 ongoing requests would starve a batching engine.
+    assert bundle.max_ongoing_requests == 48
+    assert bundle.target_ongoing_requests == 24
+    assert bundle.routes == ["generate"]
+    assert bundle.deployment_name == "bundle-m"
+
+
+def test_hub_ids_become_valid_deployment_names():
+    bundle = BundleConfig(name="ByteDance-Seed/BFS-Prover-V2-7B", model="x")
+    assert "/" not in bundle.deployment_name
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        ({"models": [{"name": "m", "model": "x", "sampling": {"temprature": 1}}]}, "models.0.sampling.temprature"),
+        ({"models": [{"name": "m", "modle": "x"}]}, "models.0.modle"),
+        ({"models": []}, "models"),
+        ({"models": [{"name": "m"}]}, "needs a model, an encoder, or both"),
+        ({"models": [{"name": "a", "model": "x"}, {"name": "b", "model": "y", "aliases": ["a"]}]}, "'a'"),
+        ({"models": [{"name": "m", "model": "x", "prompt": {"template": "no placeholder"}}]}, "{state}"),
+        ({"models": [{"name": "m", "model": "x", "deployment": {"autoscaling": {"min_replicas": 3}}}]}, "min_replicas"),
+    ],
+)
+def test_bad_args_fail_with_a_message_naming_the_field(args, fragment):
+    with pytest.raises(ConfigError) as caught:
+        parse_app_args(args)
+    assert fragment in str(caught.value)
+
+
+@pytest.mark.parametrize("name", SHIPPED_CONFIGS)
+def test_shipped_config_files_validate(name):
+    config = load_serve_config(REPO_ROOT / name)
+    assert config.http_options.port == 23337
+    assert all(isinstance(app.args, AppArgs) for app in config.applications)
+
+
+def test_gpu_config_serves_real_provers_with_autoscaling():
+    args = load_serve_config(REPO_ROOT / "serve_config.yaml").applications[0].args
+    models = {bundle.model for bundle in args.models}
+    assert "ByteDance-Seed/BFS-Prover-V2-7B" in models and len(models) >= 2
+    bfs = next(b for b in args.models if b.model == "ByteDance-Seed/BFS-Prover-V2-7B")
+    assert bfs.prompt.template == "{state}:::"
+    assert all(b.deployment.num_gpus >= 1 and b.deployment.autoscaling.max_replicas > 1 for b in args.models)
+
+
+def test_typo_in_a_config_file_fails_the_launcher_at_start(tmp_path):
+    bad = (REPO_ROOT / "configs/local.yaml").read_text().replace("max_num_seqs", "max_num_seq")
+    path = tmp_path / "bad.yaml"
+    path.write_text(bad)
+    result = subprocess.run(
+        [sys.executable, "-m", "deployments.launch", str(path)], cwd=REPO_ROOT, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 2
+    assert "engine_args.max_num_seq" in result.stderr and "Extra inputs are not permitted" in result.stderr
+
+
+def test_relative_model_paths_are_made_absolute():
+    bundle = BundleConfig(name="m", model="./.models/x", encoder={"model": "./.models/e"})
+    assert bundle.model.startswith("/") and bundle.encoder.model.startswith("/")
