@@ -38,10 +38,10 @@ class PromptConfig(StrictModel):
     `few_shot` turns.
     """
 
-    template: str = "{state}"
-    chat: bool = False
-    system: str | None = None
-    few_shot: list[FewShotExample] = Field(default_factory=list)
+    template: str = Field(default="{state}", description="Format string with {state} (and optionally {name}).")
+    chat: bool = Field(default=False, description="Wrap the rendered template in the model's chat template.")
+    system: str | None = Field(default=None, description="System message (chat only).")
+    few_shot: list[FewShotExample] = Field(default_factory=list, description="(state, tactic) turns shown first (chat only).")
 
     @field_validator("template")
     @classmethod
@@ -64,36 +64,40 @@ class PromptConfig(StrictModel):
 class SamplingDefaults(StrictModel):
     """A bundle's default sampling; a request may lower `n` and `max_tokens` within `limits`."""
 
-    n: int = Field(default=4, ge=1, le=64)
-    temperature: float = Field(default=1.0, ge=0.0, le=5.0)
-    top_p: float = Field(default=0.95, gt=0.0, le=1.0)
-    max_tokens: int = Field(default=64, ge=1, le=8192)
-    stop: list[str] = Field(default_factory=lambda: ["\n"])
+    n: int = Field(default=4, ge=1, le=64, description="Candidates sampled in one engine request.")
+    temperature: float = Field(default=1.0, ge=0.0, le=5.0, description="Sampling temperature.")
+    top_p: float = Field(default=0.95, gt=0.0, le=1.0, description="Nucleus sampling mass.")
+    max_tokens: int = Field(default=64, ge=1, le=8192, description="Tokens per candidate.")
+    stop: list[str] = Field(default_factory=lambda: ["\n"], description="Stop strings; a tactic is one line.")
 
 
 class TacticFilterConfig(StrictModel):
     """How completions become tactics (see models/tactics.py)."""
 
-    # Drop candidates that do not look like a tactic (English prose, an echoed goal). Worth it for chat
-    # models that chat; off for trained provers, whose completions are tactics by construction.
-    require_tactic_shape: bool = False
+    # Worth it for chat models that chat; off for trained provers, whose completions are tactics by construction.
+    require_tactic_shape: bool = Field(
+        default=False, description="Drop candidates that do not look like a tactic (prose, an echoed goal)."
+    )
 
 
 class EngineConfig(StrictModel):
     """Arguments of the generation engine (vLLM's AsyncEngineArgs, by the same names)."""
 
-    dtype: str = "auto"
-    max_model_len: int | None = Field(default=None, ge=16)
-    tensor_parallel_size: int = Field(default=1, ge=1)
-    gpu_memory_utilization: float | None = Field(default=None, gt=0.0, le=1.0)
+    dtype: str = Field(default="auto", description="Weights dtype; float32 on AVX2 CPUs.")
+    max_model_len: int | None = Field(default=None, ge=16, description="Context length; None: the model's.")
+    tensor_parallel_size: int = Field(default=1, ge=1, description="GPUs one replica shards the model over.")
+    gpu_memory_utilization: float | None = Field(
+        default=None, gt=0.0, le=1.0, description="GPU memory fraction for weights and KV cache; None: vLLM's 0.92."
+    )
     # The CPU build sizes its KV cache from 92% of RAM unless told: set it there.
-    kv_cache_memory_bytes: int | None = Field(default=None, ge=1 << 20)
-    max_num_seqs: int = Field(default=64, ge=1)
-    enable_prefix_caching: bool = True
-    enforce_eager: bool = False
-    seed: int = 0
-    # Anything else AsyncEngineArgs takes; names are checked against it when the engine starts.
-    extra: dict[str, Any] = Field(default_factory=dict)
+    kv_cache_memory_bytes: int | None = Field(default=None, ge=1 << 20, description="KV cache size in bytes.")
+    max_num_seqs: int = Field(default=64, ge=1, description="Sequences the engine batches at once.")
+    enable_prefix_caching: bool = Field(default=True, description="Reuse the KV cache of shared prompt prefixes.")
+    enforce_eager: bool = Field(default=False, description="Skip graph capture/compilation (faster start).")
+    seed: int = Field(default=0, description="Engine seed (requests are not seeded one by one).")
+    extra: dict[str, Any] = Field(
+        default_factory=dict, description="Any other AsyncEngineArgs field, checked by name at engine start."
+    )
 
     @model_validator(mode="after")
     def _one_memory_knob(self) -> EngineConfig:
@@ -103,13 +107,16 @@ class EngineConfig(StrictModel):
 
 
 class AutoscalingSettings(StrictModel):
-    min_replicas: int = Field(default=1, ge=0)
-    initial_replicas: int | None = Field(default=None, ge=0)
-    max_replicas: int = Field(default=1, ge=1)
-    # None: derived from the engine's batch size (see BundleConfig.target_ongoing_requests).
-    target_ongoing_requests: float | None = Field(default=None, gt=0)
-    upscale_delay_s: float = Field(default=10.0, ge=0)
-    downscale_delay_s: float = Field(default=300.0, ge=0)
+    """Ray Serve autoscaling of one bundle: replicas follow the ongoing requests."""
+
+    min_replicas: int = Field(default=1, ge=0, description="0 lets an idle bundle release its GPU.")
+    initial_replicas: int | None = Field(default=None, ge=0, description="Replicas at deploy time.")
+    max_replicas: int = Field(default=1, ge=1, description="Upper bound of replicas.")
+    target_ongoing_requests: float | None = Field(
+        default=None, gt=0, description="Ongoing requests per replica to aim for; None: half of max_num_seqs."
+    )
+    upscale_delay_s: float = Field(default=10.0, ge=0, description="Sustained load before adding a replica.")
+    downscale_delay_s: float = Field(default=300.0, ge=0, description="Sustained idleness before removing one.")
 
     @model_validator(mode="after")
     def _ordered(self) -> AutoscalingSettings:
@@ -121,16 +128,18 @@ class AutoscalingSettings(StrictModel):
 class DeploymentSettings(StrictModel):
     """Ray Serve settings of one deployment."""
 
-    num_cpus: float = Field(default=0.5, ge=0)
-    num_gpus: float = Field(default=0.0, ge=0)
-    # None: derived from the engine's batch size, so that the engine can batch (Serve's default of 5 starves it).
-    max_ongoing_requests: int | None = Field(default=None, ge=1)
-    autoscaling: AutoscalingSettings = Field(default_factory=AutoscalingSettings)
+    num_cpus: float = Field(default=0.5, ge=0, description="CPUs per replica (fractions fit small machines).")
+    num_gpus: float = Field(default=0.0, ge=0, description="GPUs per replica; 0 runs vLLM's CPU build.")
+    # Serve's default of 5 starves a batching engine.
+    max_ongoing_requests: int | None = Field(
+        default=None, ge=1, description="Concurrent requests per replica; None: the engine's max_num_seqs."
+    )
+    autoscaling: AutoscalingSettings = Field(default_factory=AutoscalingSettings, description="See below.")
     # A busy engine can miss a short health check: keep the timeout generous.
-    health_check_period_s: float = Field(default=10.0, gt=0)
-    health_check_timeout_s: float = Field(default=30.0, gt=0)
-    graceful_shutdown_timeout_s: float = Field(default=20.0, ge=0)
-    env_vars: dict[str, str] = Field(default_factory=dict)
+    health_check_period_s: float = Field(default=10.0, gt=0, description="Seconds between engine health checks.")
+    health_check_timeout_s: float = Field(default=30.0, gt=0, description="A check slower than this fails.")
+    graceful_shutdown_timeout_s: float = Field(default=20.0, ge=0, description="Drain time before a replica stops.")
+    env_vars: dict[str, str] = Field(default_factory=dict, description="Environment of the replica process.")
 
 
 def resolve_local_path(value: str | None) -> str | None:
@@ -144,11 +153,11 @@ def resolve_local_path(value: str | None) -> str | None:
 class EncoderConfig(StrictModel):
     """A transformers encoder whose mean-pooled hidden states answer /encode."""
 
-    model: str
-    max_length: int = Field(default=512, ge=1)
-    device: str = "auto"
-    max_batch_size: int = Field(default=16, ge=1)
-    batch_wait_timeout_s: float = Field(default=0.005, ge=0)
+    model: str = Field(description="Local folder or hub id of a transformers encoder.")
+    max_length: int = Field(default=512, ge=1, description="Tokens kept per input (longer inputs are truncated).")
+    device: str = Field(default="auto", description="auto (CUDA if present), cpu, cuda, cuda:1, ...")
+    max_batch_size: int = Field(default=16, ge=1, description="Concurrent /encode calls sharing one forward pass.")
+    batch_wait_timeout_s: float = Field(default=0.005, ge=0, description="Wait for a batch to fill.")
 
     @field_validator("model")
     @classmethod
@@ -159,18 +168,17 @@ class EncoderConfig(StrictModel):
 class BundleConfig(StrictModel):
     """One model bundle: its own autoscaled Ray Serve deployment."""
 
-    name: str = Field(pattern=BUNDLE_NAME_PATTERN)
-    aliases: list[str] = Field(default_factory=list)
-    engine: Literal["vllm"] = "vllm"
-    # Local folder or hub id of the generator; None for an encoder-only bundle.
-    model: str | None = None
-    tokenizer: str | None = None
-    prompt: PromptConfig = Field(default_factory=PromptConfig)
-    sampling: SamplingDefaults = Field(default_factory=SamplingDefaults)
-    tactics: TacticFilterConfig = Field(default_factory=TacticFilterConfig)
-    engine_args: EngineConfig = Field(default_factory=EngineConfig)
-    deployment: DeploymentSettings = Field(default_factory=DeploymentSettings)
-    encoder: EncoderConfig | None = None
+    name: str = Field(pattern=BUNDLE_NAME_PATTERN, description="The name clients send (LeanCopilot's `name`).")
+    aliases: list[str] = Field(default_factory=list, description="Other names that reach this bundle.")
+    engine: Literal["vllm"] = Field(default="vllm", description="The generation engine.")
+    model: str | None = Field(default=None, description="Local folder or hub id of the generator; None: encoder only.")
+    tokenizer: str | None = Field(default=None, description="Tokenizer folder or id; None: the model's.")
+    prompt: PromptConfig = Field(default_factory=PromptConfig, description="See below.")
+    sampling: SamplingDefaults = Field(default_factory=SamplingDefaults, description="See below.")
+    tactics: TacticFilterConfig = Field(default_factory=TacticFilterConfig, description="See below.")
+    engine_args: EngineConfig = Field(default_factory=EngineConfig, description="See below.")
+    deployment: DeploymentSettings = Field(default_factory=DeploymentSettings, description="See below.")
+    encoder: EncoderConfig | None = Field(default=None, description="Answers /encode; None: 400 on /encode.")
 
     @field_validator("model", "tokenizer")
     @classmethod
@@ -215,31 +223,31 @@ class BundleConfig(StrictModel):
 class IngressSettings(StrictModel):
     """The FastAPI ingress deployment."""
 
-    num_cpus: float = Field(default=0.25, ge=0)
-    num_replicas: int = Field(default=1, ge=1)
-    max_ongoing_requests: int = Field(default=256, ge=1)
-    # The longest a /generate may take before the client gets 504 and the engine request is aborted.
-    request_timeout_s: float = Field(default=300.0, gt=0)
-    # /health waits this long for each bundle's own engine check.
-    health_timeout_s: float = Field(default=10.0, gt=0)
+    num_cpus: float = Field(default=0.25, ge=0, description="CPUs per ingress replica.")
+    num_replicas: int = Field(default=1, ge=1, description="Ingress replicas.")
+    max_ongoing_requests: int = Field(default=256, ge=1, description="Concurrent requests per ingress replica.")
+    request_timeout_s: float = Field(
+        default=300.0, gt=0, description="Deadline of one request: then 504, and the engine request is aborted."
+    )
+    health_timeout_s: float = Field(default=10.0, gt=0, description="/health waits this long for each bundle.")
 
 
 class RequestLimits(StrictModel):
     """What one request may ask for; beyond it the client gets 413 (size) or 422 (value)."""
 
     # Lean's curl sends far less; anything bigger is a mistake or an attack.
-    max_input_chars: int = Field(default=65_536, ge=1)
-    max_prefix_chars: int = Field(default=4_096, ge=0)
-    max_n: int = Field(default=32, ge=1)
-    max_tokens: int = Field(default=1_024, ge=1)
+    max_input_chars: int = Field(default=65_536, ge=1, description="Longest `input` (413 beyond).")
+    max_prefix_chars: int = Field(default=4_096, ge=0, description="Longest `prefix` (413 beyond).")
+    max_n: int = Field(default=32, ge=1, description="Largest `n` a request may ask for (422 beyond).")
+    max_tokens: int = Field(default=1_024, ge=1, description="Largest `max_tokens` a request may ask for (422 beyond).")
 
 
 class AppArgs(StrictModel):
     """The `args` of a LeanServe application in a Ray Serve config file."""
 
-    models: list[BundleConfig] = Field(min_length=1)
-    ingress: IngressSettings = Field(default_factory=IngressSettings)
-    limits: RequestLimits = Field(default_factory=RequestLimits)
+    models: list[BundleConfig] = Field(min_length=1, description="The model bundles, one deployment each.")
+    ingress: IngressSettings = Field(default_factory=IngressSettings, description="See below.")
+    limits: RequestLimits = Field(default_factory=RequestLimits, description="See below.")
 
     @model_validator(mode="after")
     def _unique_names(self) -> AppArgs:
@@ -260,8 +268,8 @@ class HttpOptions(BaseModel):
 
     model_config = ConfigDict(extra="allow", frozen=True)
 
-    host: str = DEFAULT_HTTP_HOST
-    port: int = Field(default=DEFAULT_HTTP_PORT, ge=1, le=65535)
+    host: str = Field(default=DEFAULT_HTTP_HOST, description="Bind address; 0.0.0.0 on a cluster.")
+    port: int = Field(default=DEFAULT_HTTP_PORT, ge=1, le=65535, description="LeanCopilot's default port.")
 
 
 class ApplicationSpec(BaseModel):

