@@ -30,8 +30,7 @@ from models.tactics import clean_completion, looks_like_tactic  # noqa: E402
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
-# Short, diverse (state, tactic) pairs from minif2f_proofsteps.jsonl, most useful first: a variant with k examples
-# takes the first k.
+# Short, diverse (state, tactic) pairs from minif2f_proofsteps.jsonl; a variant with k shots takes the first k.
 FEW_SHOT = [
     {"state": "a b : ℝ\nh₁ : a * b = 180\nh₂ : 2 * (a + b) = 54\n⊢ a ^ 2 + b ^ 2 = 369", "tactic": "nlinarith [h₁, h₂]"},
     {"state": "⊢ (29 ^ 13 - 5 ^ 13) % 7 = 3", "tactic": "norm_num"},
@@ -54,12 +53,16 @@ STATE_TEMPLATE = "Tactic state:\n{state}"
 STOP = ["\n", "<|im_end|>"]
 
 
-def variant(system: str | None, template: str, k: int, temperature: float = 0.8, top_p: float = 0.95,
-            stop: list[str] = STOP) -> dict:
-    return {"system": system, "template": template, "k": k, "temperature": temperature, "top_p": top_p, "stop": stop}
+def variant(system: str | None, template: str, shots: int | tuple[int, ...], temperature: float = 0.8,
+            top_p: float = 0.95, stop: list[str] = STOP) -> dict:
+    """`shots`: how many of FEW_SHOT (the first k), or which of them in which order."""
+    shots = tuple(range(shots)) if isinstance(shots, int) else shots
+    return {"system": system, "template": template, "shots": shots, "temperature": temperature, "top_p": top_p,
+            "stop": stop}
 
 
-VARIANTS: dict[str, dict] = {
+# Round 1 spans the levers coarsely; round 2 refines around the winner (4 shots, low temperature).
+ROUND1: dict[str, dict] = {
     "zero-shot": variant(ZERO_SHOT_SYSTEM, "{state}", 0),
     "k3 raw": variant(None, "{state}", 3),
     "k6 raw": variant(None, "{state}", 6),
@@ -72,6 +75,19 @@ VARIANTS: dict[str, dict] = {
     "k6 list tmpl": variant(LIST_SYSTEM, STATE_TEMPLATE, 6),
     "k6 list tmpl T0.6": variant(LIST_SYSTEM, STATE_TEMPLATE, 6, 0.6),
 }
+ROUND2: dict[str, dict] = {
+    "k4 sys tmpl (again)": variant(SYSTEM, STATE_TEMPLATE, 4),
+    "k4 sys tmpl T0.6": variant(SYSTEM, STATE_TEMPLATE, 4, 0.6),
+    "k4 sys tmpl T0.6 p0.9": variant(SYSTEM, STATE_TEMPLATE, 4, 0.6, 0.9),
+    "k4 list tmpl T0.6": variant(LIST_SYSTEM, STATE_TEMPLATE, 4, 0.6),
+    "k4 list tmpl T0.8": variant(LIST_SYSTEM, STATE_TEMPLATE, 4, 0.8),
+    "k3 sys tmpl T0.6": variant(SYSTEM, STATE_TEMPLATE, 3, 0.6),
+    "k5 sys tmpl T0.6": variant(SYSTEM, STATE_TEMPLATE, 5, 0.6),
+    "k6 reordered sys tmpl T0.6": variant(SYSTEM, STATE_TEMPLATE, (1, 5, 4, 0, 3, 2), 0.6),
+    "k4 sys raw T0.6": variant(SYSTEM, "{state}", 4, 0.6),
+    "k4 default-sys tmpl T0.6": variant(None, STATE_TEMPLATE, 4, 0.6),
+}
+VARIANTS = {**ROUND1, **ROUND2}
 MAX_TOKENS, N = 48, 4
 
 # Heads of common Lean 4 / Mathlib tactics: stricter than `looks_like_tactic`, for reporting only.
@@ -95,8 +111,9 @@ def load_states(count: int, seed: int) -> list[str]:
     return random.Random(seed).sample(goals, min(count, len(goals)))
 
 
-def prompt_config(system: str | None, template: str, k: int) -> PromptConfig:
-    return PromptConfig(chat=True, system=system, template=template, few_shot=FEW_SHOT[:k])
+def prompt_config(v: dict) -> PromptConfig:
+    shots = [FEW_SHOT[i] for i in v["shots"]]
+    return PromptConfig(chat=True, system=v["system"], template=v["template"], few_shot=shots)
 
 
 def judge(texts: list[str], few_shot_tactics: set[str]) -> dict[str, object]:
@@ -163,7 +180,7 @@ def main() -> None:
         prompts, params, spans = [], [], {}
         for name in args.variants:
             v = VARIANTS[name]
-            builder = PromptBuilder(prompt_config(v["system"], v["template"], v["k"]), render)
+            builder = PromptBuilder(prompt_config(v), render)
             sampling = vllm.SamplingParams(n=N, temperature=v["temperature"], top_p=v["top_p"],
                                            max_tokens=MAX_TOKENS, stop=v["stop"], logprobs=0)
             spans[name] = (len(prompts), len(prompts) + len(states))
@@ -191,7 +208,7 @@ def main() -> None:
     print(f"\n{'variant':26} shaped  known  copied  distinct/state  known-distinct/state  states-with-any")
     for name, (lo, hi) in spans.items():
         outputs = [[c.text for c in r.outputs] for r in results[lo:hi]]
-        few = {ex["tactic"] for ex in FEW_SHOT[: VARIANTS[name]["k"]]}
+        few = {FEW_SHOT[i]["tactic"] for i in VARIANTS[name]["shots"]}
         row = summarize(name, states, outputs, few)
         report["variants"].append(row)
         print(f"{name:26} {row['shaped_frac']:6.2f} {row['known_head_frac']:6.2f} {row['copied_few_shot_frac']:7.2f}"

@@ -1,6 +1,6 @@
 """`make serve`: start a local Ray (no cluster), serve a config file, block until Ctrl-C.
 
-Usage: python -m deployments.launch [CONFIG]   (default: configs/local.yaml)
+Usage: python -m deployments.launch [CONFIG] [--port PORT]   (default: configs/local.yaml)
 
 The config is the same Ray Serve config file format as serve_config.yaml, validated by the same models
 before anything starts. Ray's dashboard is not started, and HTTP binds the host the file names.
@@ -64,6 +64,7 @@ def serve_config(config: ServeConfigFile) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("config", nargs="?", default=DEFAULT_CONFIG)
+    parser.add_argument("--port", type=int, help="serve on this port instead of the file's http_options.port")
     options = parser.parse_args(argv)
     configure_logging("launch")
     try:
@@ -71,6 +72,8 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return 2
+    if options.port is not None:
+        config = config.model_copy(update={"http_options": config.http_options.model_copy(update={"port": options.port})})
     signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
     try:
         serve_config(config)

@@ -27,3 +27,39 @@ def lean_goals(count: int = 16) -> list[str]:
         goals = sorted((json.loads(line)["goal"] for line in rows), key=len)
     step = max(1, len(goals) // count)
     return goals[::step][:count]
+
+
+def processes_matching(fragment: str):
+    """Live processes whose command line holds `fragment` (Ray names replicas `ray::ServeReplica:APP:DEPLOYMENT`)."""
+    import psutil
+
+    found = []
+    for proc in psutil.process_iter(["cmdline"]):
+        if fragment in " ".join(proc.info["cmdline"] or []):
+            found.append(proc)
+    return found
+
+
+def descendants(processes) -> list:
+    import psutil
+
+    found = []
+    for proc in processes:
+        try:
+            found += proc.children(recursive=True)
+        except psutil.NoSuchProcess:
+            pass
+    return found
+
+
+def still_running(processes) -> list:
+    import psutil
+
+    alive = []
+    for proc in processes:
+        try:
+            if proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE:
+                alive.append(proc)
+        except psutil.NoSuchProcess:
+            pass
+    return alive

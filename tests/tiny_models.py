@@ -28,7 +28,7 @@ def lean_texts(limit: int = 400) -> list[str]:
     return texts[: limit * 3]
 
 
-def build_tokenizer(folder: Path, vocab_size: int = 1024):
+def build_tokenizer(folder: Path, vocab_size: int = 1024, with_eos: bool = True):
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
@@ -43,7 +43,9 @@ def build_tokenizer(folder: Path, vocab_size: int = 1024):
     fast = PreTrainedTokenizerFast(
         tokenizer_object=tokenizer,
         bos_token="<|im_start|>",
-        eos_token="<|im_end|>",
+        # Without an EOS token a random model never stops early: requests last exactly max_tokens, which
+        # makes the long requests of the deadline and disconnect tests reliably long.
+        eos_token="<|im_end|>" if with_eos else None,
         unk_token="<|endoftext|>",
         pad_token="<pad>",
     )
@@ -58,7 +60,7 @@ def build_tiny_llama(folder: Path, seed: int = 0) -> Path:
     from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM
 
     folder.mkdir(parents=True, exist_ok=True)
-    tokenizer = build_tokenizer(folder)
+    tokenizer = build_tokenizer(folder, with_eos=False)
     config = LlamaConfig(
         vocab_size=len(tokenizer),
         hidden_size=64,
@@ -70,14 +72,14 @@ def build_tiny_llama(folder: Path, seed: int = 0) -> Path:
         max_position_embeddings=8192,
         tie_word_embeddings=True,
         bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
+        eos_token_id=None,
         pad_token_id=tokenizer.pad_token_id,
         torch_dtype="float32",
     )
     torch.manual_seed(seed)
     model = LlamaForCausalLM(config)
     model.save_pretrained(folder)
-    GenerationConfig(bos_token_id=config.bos_token_id, eos_token_id=config.eos_token_id).save_pretrained(folder)
+    GenerationConfig(bos_token_id=config.bos_token_id).save_pretrained(folder)
     return folder
 
 

