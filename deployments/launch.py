@@ -82,6 +82,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         logger.info("stopping")
     finally:
+        # A second Ctrl-C (or the terminal's SIGINT to the whole process group) must not cut the clean-up short:
+        # serve.shutdown stops each replica, whose engine then stops its engine core process.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         import ray
         from ray import serve
 

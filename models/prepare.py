@@ -66,10 +66,8 @@ def _fingerprint(gguf: Path) -> dict[str, object]:
 
 
 def _is_complete(folder: Path, fingerprint: dict[str, object]) -> bool:
-    try:
-        return json.loads((folder / MARKER).read_text()) == fingerprint
-    except (OSError, ValueError):
-        return False
+    marker = folder / MARKER
+    return marker.is_file() and marker.read_text() == json.dumps(fingerprint)
 
 
 def _convert(gguf: Path, out: Path) -> None:
@@ -91,8 +89,7 @@ def _convert(gguf: Path, out: Path) -> None:
     # The weights are dense now. A leftover GGUF quantizer makes `save_pretrained` refuse, and a leftover
     # `quantization_config` makes loaders (vLLM included) look for GGUF blocks; which of the two survives the
     # load depends on the transformers release, so drop whichever is there.
-    if getattr(model, "hf_quantizer", None) is not None:
-        model.hf_quantizer = None
+    model.hf_quantizer = None
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
     model.save_pretrained(out)

@@ -80,3 +80,14 @@ def test_readme_configuration_reference_matches_the_models():
 
     readme = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
     assert embed(readme) == readme, "README's configuration reference is stale: run `make docs`"
+
+
+def test_check_config_cli_accepts_shipped_files_and_names_a_typo(tmp_path, capsys):
+    from deployments.check_config import main
+
+    assert main([str(REPO_ROOT / name) for name in SHIPPED_CONFIGS]) == 0
+    assert "bundle-bfs-prover-v2-7b" in capsys.readouterr().out
+    bad = tmp_path / "bad.yaml"
+    bad.write_text((REPO_ROOT / "serve_config.yaml").read_text().replace("top_p", "topp", 1))
+    assert main([str(bad)]) == 2
+    assert "applications.0.args.models.0.sampling.topp: Extra inputs are not permitted" in capsys.readouterr().err
