@@ -3,8 +3,9 @@
 Each variant is a `PromptConfig` plus sampling, rendered with the repo's own `PromptBuilder` and the model's chat
 template, exactly as the serving path does it. Every completion is judged with `models/tactics.py`
 (`clean_completion(..., chat=True)` then `looks_like_tactic`). Because that shape check also accepts echoed
-hypotheses (`h₀ : 0 < y`) and lowercase prose, a stricter figure is reported beside it: the share of candidates
-whose first word is a known tactic name.
+hypotheses (`h₀ : 0 < y`), lowercase prose and completions cut off by max_tokens, two stricter figures are reported
+beside it: `known` (the first word is a known tactic name) and `plausible` (known, finished, brackets balanced, and
+every hypothesis it names exists in the state). Neither runs Lean: a plausible tactic may still fail.
 
 Evaluation states are miniF2F *valid* goals; the few-shot examples come from proof steps of miniF2F *test*
 theorems, so no example gives away an evaluated state. All prompts go to one `llm.generate` call: vLLM batches
@@ -33,12 +34,14 @@ DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 # Short, diverse (state, tactic) pairs from minif2f_proofsteps.jsonl; a variant with k shots takes the first k.
 FEW_SHOT = [
-    {"state": "a b : ℝ\nh₁ : a * b = 180\nh₂ : 2 * (a + b) = 54\n⊢ a ^ 2 + b ^ 2 = 369", "tactic": "nlinarith [h₁, h₂]"},
+    {"state": "a b : ℝ\nh₁ : a * b = 180\nh₂ : 2 * (a + b) = 54\n⊢ a ^ 2 + b ^ 2 = 369",
+     "tactic": "nlinarith [h₁, h₂]"},
     {"state": "⊢ (29 ^ 13 - 5 ^ 13) % 7 = 3", "tactic": "norm_num"},
     {"state": "x y : ℝ\nh₀ : x + y = 25\nh₁ : x - y = 11\n⊢ x = 18", "tactic": "linarith [h₀, h₁]"},
     {"state": "f : ℝ → ℝ\nh₀ : ∀ (x : ℝ), f x = 5 * x + 4\n⊢ f 1 = 9", "tactic": "simp [h₀]"},
     {"state": "x y : ℕ\nh₀ : x % 3 = 2\nh₁ : y % 5 = 4\nh₂ : x % 10 = y % 10\n⊢ 14 ≤ x", "tactic": "omega"},
-    {"state": "x : ℝ\nh₀ : x ≠ 0\n⊢ 12 / (x * x) * (x ^ 4 / (14 * x)) * (35 / (3 * x)) = 10", "tactic": "field_simp <;> ring"},
+    {"state": "x : ℝ\nh₀ : x ≠ 0\n⊢ 12 / (x * x) * (x ^ 4 / (14 * x)) * (35 / (3 * x)) = 10",
+     "tactic": "field_simp <;> ring"},
 ]
 SYSTEM = (
     "You are a Lean 4 and Mathlib expert. Given a tactic state, reply with the single next tactic that makes "
@@ -100,6 +103,9 @@ ROUND3: dict[str, dict] = {
     "k3 list2 tmpl T0.6": variant(LIST2_SYSTEM, STATE_TEMPLATE, 3, 0.6),
 }
 VARIANTS = {**ROUND1, **ROUND2, **ROUND3}
+# The winner over 60 states (the 30 evaluated in all rounds plus 30 held out): most distinct plausible tactics per
+# state, and the most states with at least one. `--yaml` prints it as a bundle config snippet.
+BEST = "k3 sys tmpl T0.6"
 MAX_TOKENS, N = 48, 4
 
 # Heads of common Lean 4 / Mathlib tactics: stricter than `looks_like_tactic`, for reporting only.
@@ -188,6 +194,21 @@ def summarize(name: str, states: list[str], outputs: list[list[tuple[str, bool]]
     }
 
 
+def bundle_yaml(name: str) -> str:
+    """The variant as the `prompt:` and `sampling:` sections of a bundle config (deployments/config.py)."""
+    v = VARIANTS[name]
+    q = lambda text: json.dumps(text, ensure_ascii=False)  # noqa: E731 -- a JSON string is a YAML double-quoted one
+    lines = ["prompt:", "  chat: true", f"  template: {q(v['template'])}"]
+    if v["system"]:
+        lines.append(f"  system: {q(v['system'])}")
+    lines.append("  few_shot:")
+    lines += [f"    - {{state: {q(FEW_SHOT[i]['state'])}, tactic: {q(FEW_SHOT[i]['tactic'])}}}" for i in v["shots"]]
+    stop = ", ".join(q(s) for s in v["stop"])
+    lines.append(f"sampling: {{n: {N}, temperature: {v['temperature']}, top_p: {v['top_p']}, "
+                 f"max_tokens: {MAX_TOKENS}, stop: [{stop}]}}")
+    return "\n".join(lines) + "\n"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--states", type=int, default=30, help="how many miniF2F valid goals to evaluate")
@@ -197,7 +218,11 @@ def main() -> None:
     parser.add_argument("--skip", type=int, default=0, help="skip this many states (a held-out slice)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, help="write the full results (all completions) as JSON here")
+    parser.add_argument("--yaml", nargs="?", const=BEST, metavar="VARIANT", help="print a variant as config, exit")
     args = parser.parse_args()
+    if args.yaml:
+        print(bundle_yaml(args.yaml), end="")
+        return
 
     from models.prepare import prepare_smollm2
 

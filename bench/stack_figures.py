@@ -26,6 +26,8 @@ from pathlib import Path
 import httpx
 import psutil
 
+from deployments.launch import wait_until_healthy
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 GOALS = REPO_ROOT.parent / "shared" / "data" / "minif2f_goals.jsonl"
 
@@ -63,16 +65,11 @@ def main() -> int:
         cwd=REPO_ROOT, stdout=log_path.open("w"), stderr=subprocess.STDOUT, start_new_session=True,
     )
     url = f"http://127.0.0.1:{options.port}"
-    while True:
-        try:
-            if httpx.get(f"{url}/health", timeout=5).status_code == 200:
-                break
-        except httpx.TransportError:
-            pass
-        if launcher.poll() is not None:
-            print(log_path.read_text()[-4000:], file=sys.stderr)
-            return 1
-        time.sleep(0.25)
+    try:
+        wait_until_healthy(f"{url}/health", timeout_s=900, still_starting=lambda: launcher.poll() is None)
+    except (RuntimeError, TimeoutError):
+        print(log_path.read_text()[-4000:], file=sys.stderr)
+        return 1
     ready_s = time.perf_counter() - started
     log = log_path.read_text(errors="replace")
     engine_start = [float(x) for x in re.findall(r"vLLM engine for \S+ started in ([\d.]+)s", log)]

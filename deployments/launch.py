@@ -13,6 +13,7 @@ import signal
 import sys
 import time
 import urllib.request
+from collections.abc import Callable
 
 from loguru import logger
 
@@ -26,8 +27,12 @@ def _raise_keyboard_interrupt(signum, frame):  # noqa: ARG001
     raise KeyboardInterrupt
 
 
-def wait_until_healthy(url: str, timeout_s: float) -> float:
-    """Poll GET /health until it answers 200; return the seconds it took."""
+def wait_until_healthy(url: str, timeout_s: float, still_starting: Callable[[], bool] = lambda: True) -> float:
+    """Poll GET /health until it answers 200; return the seconds it took.
+
+    Raises TimeoutError after `timeout_s`, or RuntimeError as soon as `still_starting()` turns false
+    (for example when the process that should serve has exited).
+    """
     started = time.perf_counter()
     while True:
         try:
@@ -36,6 +41,8 @@ def wait_until_healthy(url: str, timeout_s: float) -> float:
                     return time.perf_counter() - started
         except OSError:
             pass
+        if not still_starting():
+            raise RuntimeError(f"{url}: the server stopped before it was healthy")
         if time.perf_counter() - started > timeout_s:
             raise TimeoutError(f"{url} not healthy after {timeout_s:.0f}s")
         time.sleep(0.5)

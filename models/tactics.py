@@ -28,6 +28,11 @@ _NAMING_TACTICS = frozenset(
     "have show obtain set by_cases let suffices rcases cases case replace generalize induction intro rintro "
     "by_contra choose lift calc conv specialize".split()
 )
+_AT_GOAL_LOCATION = re.compile(r"\bat\b[^⊢]*⊢\s*$")
+# The first word of a tactic is a name (`simp`, `exact?`, `Nat.le_of_lt_succ`-style) or a focusing dot/combinator.
+_WORD = re.compile(r"^(?:[A-Za-z_][A-Za-z0-9_'.?!]*|[·.]|<;>|\(.*|\{.*)$")
+_OPENING = {"(": ")", "[": "]", "{": "}", "⟨": "⟩"}
+_CLOSING = frozenset(_OPENING.values())
 _PROSE_OPENERS = frozenset(
     "a an the we this that to it here first since so note then now thus hence our let's i you".split()
 )
@@ -78,17 +83,31 @@ def clean_completion(completion: str, prefix: str = "", chat: bool = False) -> s
     return tactic or None
 
 
+def brackets_balance(text: str) -> bool:
+    """Whether (), [], {} and ⟨⟩ nest properly: a candidate cut off at max_tokens usually does not."""
+    stack: list[str] = []
+    for char in text:
+        if char in _OPENING:
+            stack.append(_OPENING[char])
+        elif char in _CLOSING and (not stack or stack.pop() != char):
+            return False
+    return not stack
+
+
 def looks_like_tactic(text: str) -> bool:
-    """A cheap shape check against prose and echoed goals; tactics it rejects are rare and unusual."""
-    if not _TACTIC_HEAD.match(text) or "⊢" in text:
+    """A cheap shape check against prose, echoed goals and cut-off candidates; it rejects few real tactics."""
+    if not _TACTIC_HEAD.match(text):
+        return False
+    # `⊢` belongs to a tactic only as a location (`simp at h ⊢`); elsewhere the model echoed the goal.
+    if "⊢" in text and not _AT_GOAL_LOCATION.search(text):
         return False
     first_word = text.split(maxsplit=1)[0]
-    if first_word.lower() in _PROSE_OPENERS:
+    if first_word.lower() in _PROSE_OPENERS or not _WORD.match(first_word):
         return False
     if _HYPOTHESIS_LINE.match(text) and first_word not in _NAMING_TACTICS:
         return False
-    # Sentences end in a full stop after a word; tactics never end in '.'.
-    return not re.search(r"[A-Za-z]\.$", text) or text.count(" ") == 0
+    # Sentences end in a full stop after a word; tactics never do.
+    return not re.search(r"[A-Za-z]\.$", text) and brackets_balance(text)
 
 
 def score_from_logprob(cumulative_logprob: float | None, num_tokens: int) -> float:

@@ -18,6 +18,7 @@ import httpx
 import pytest
 import yaml
 
+from deployments.launch import wait_until_healthy
 from serve_app import GENERATOR, build_test_app_args, free_port
 from support import LEANCOPILOT_HEADERS, REPO_ROOT, descendants, leancopilot_bytes, still_running
 
@@ -43,15 +44,10 @@ def test_serve_run_config_file_serves_leancopilot(tiny_llama, tiny_encoder, tmp_
     )
     try:
         url = f"http://127.0.0.1:{port}"
-        deadline = time.time() + 300
-        while True:
-            try:
-                if httpx.get(f"{url}/health", timeout=5).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert process.poll() is None and time.time() < deadline, log_path.read_text(errors="replace")[-4000:]
-            time.sleep(1)
+        try:
+            wait_until_healthy(f"{url}/health", timeout_s=300, still_starting=lambda: process.poll() is None)
+        except (RuntimeError, TimeoutError) as exc:
+            pytest.fail(f"{exc}\n{log_path.read_text(errors='replace')[-4000:]}")
         response = httpx.post(
             f"{url}/generate",
             content=leancopilot_bytes({"input": "x : ℕ\n⊢ x + 0 = x", "name": GENERATOR, "prefix": "simp"}),

@@ -70,6 +70,11 @@ def test_prefix_is_never_reformatted_even_for_chat_models():
         "have h : 0 < x := by linarith",
         "exact (h : 0 < x)",
         "norm_num",
+        "norm_num at h ⊢",
+        "simp [h₀] at h₂ ⊢",
+        "field_simp [Complex.ext_iff] at h₀ ⊢",
+        "exact ⟨1, by norm_num⟩",
+        "(config := {}) simp",
     ],
 )
 def test_tactic_shaped(text):
@@ -84,7 +89,13 @@ def test_tactic_shaped(text):
         "x : ℕ ⊢ x = x",
         "h₀ : 0 < x",
         "x y : ℝ",
+        "f : ℝ → ℝ",
         "To prove this, use ring.",
+        "norm_num.",
+        "n-12",
+        "nlinarith [h₀, h₁, h₃, h₆,",
+        "exact ⟨1, by norm_num",
+        "⊢ x = 1",
     ],
 )
 def test_not_tactic_shaped(text):
@@ -128,3 +139,15 @@ def test_completions_to_tactics_applies_every_rule():
     tactics = completions_to_tactics(completions, chat=True, require_tactic_shape=True)
     assert [t.output for t in tactics] == ["simp", "linarith"]
     assert all(0.0 <= t.score <= 1.0 for t in tactics)
+
+
+def test_every_real_single_line_tactic_passes_the_shape_check():
+    import json
+
+    from support import shared_data_path
+
+    with shared_data_path("minif2f_proofsteps.jsonl").open(encoding="utf-8") as rows:
+        tactics = [json.loads(line)["tactic"] for line in rows]
+    single_line = [t for t in tactics if "\n" not in t]
+    assert len(single_line) > 250
+    assert [t for t in single_line if not looks_like_tactic(t)] == []
