@@ -2,14 +2,14 @@
 
 Each variant is a `PromptConfig` plus sampling, rendered with the repo's own `PromptBuilder` and the model's chat
 template, exactly as the serving path does it. Every completion is judged with `models/tactics.py`
-(`clean_completion(..., chat=True)` then `looks_like_tactic`). Because that shape check also accepts echoed
-hypotheses (`h₀ : 0 < y`), lowercase prose and completions cut off by max_tokens, two stricter figures are reported
-beside it: `known` (the first word is a known tactic name) and `plausible` (known, finished, brackets balanced, and
-every hypothesis it names exists in the state). Neither runs Lean: a plausible tactic may still fail.
+(`clean_completion(..., chat=True)` then `looks_like_tactic`). That shape check cannot tell lowercase prose or an
+invented tactic name from a tactic, so two stricter figures are reported beside it: `known` (the first word is a
+known tactic name) and `plausible` (known, finished, brackets balanced, and every hypothesis it names exists in the
+state). Neither runs Lean: a plausible tactic may still fail.
 
 Evaluation states are miniF2F *valid* goals; the few-shot examples come from proof steps of miniF2F *test*
-theorems, so no example gives away an evaluated state. All prompts go to one `llm.generate` call: vLLM batches
-them, which roughly doubles throughput on this CPU.
+theorems, so no example gives away an evaluated state. The engine is LeanServe's own `VLLMEngine`; all prompts are
+sent to it at once and it batches them, which is several times faster on this CPU than one at a time.
 
     python -m bench.prompt_eval --states 30 --model .models/smollm2-135m-instruct --out /tmp/prompt_eval.json
 """
@@ -17,6 +17,7 @@ them, which roughly doubles throughput on this CPU.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import random
 import re
@@ -209,6 +210,43 @@ def bundle_yaml(name: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+async def _generate_all(engine, args, states: list[str], render) -> tuple[dict, list[float], float, float]:
+    """Start the engine, time a few sequential requests, then send every prompt at once (the engine batches)."""
+    from models.engine import SamplingRequest
+
+    started = time.perf_counter()
+    await engine.start()
+    ready = time.perf_counter() - started
+    print(f"engine ready {ready:.1f} s", flush=True)
+    try:
+        requests, spans = [], {}
+        for name in args.variants:
+            v = VARIANTS[name]
+            builder = PromptBuilder(prompt_config(v), render)
+            sampling = SamplingRequest(n=N, temperature=v["temperature"], top_p=v["top_p"],
+                                       max_tokens=MAX_TOKENS, stop=tuple(v["stop"]))
+            spans[name] = (len(requests), len(requests) + len(states))
+            requests += [(builder.build(state), sampling) for state in states]
+
+        # Latency of one request at a time (concurrency 1), on the first variant's first states.
+        latencies = []
+        for i, (prompt, sampling) in enumerate(requests[: args.latency_requests]):
+            t0 = time.perf_counter()
+            await engine.generate(prompt, sampling, f"latency-{i}")
+            latencies.append(time.perf_counter() - t0)
+        if latencies:
+            print(f"sequential: {sum(latencies) / len(latencies):.2f} s per request (n={N})", flush=True)
+
+        t0 = time.perf_counter()
+        outputs = await asyncio.gather(*(engine.generate(p, s, f"eval-{i}") for i, (p, s) in enumerate(requests)))
+        batch_s = time.perf_counter() - t0
+        print(f"batched: {len(requests)} requests in {batch_s:.0f} s = {len(requests) / batch_s:.2f} req/s", flush=True)
+    finally:
+        engine.shutdown()  # the engine core is a separate process: never leave it behind
+    by_variant = {name: outputs[lo:hi] for name, (lo, hi) in spans.items()}
+    return by_variant, latencies, ready, len(requests) / batch_s
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--states", type=int, default=30, help="how many miniF2F valid goals to evaluate")
@@ -230,49 +268,24 @@ def main() -> None:
     states = load_states(args.states, args.seed, args.skip)
     render = load_chat_renderer(str(model))
 
-    started = time.perf_counter()
-    import vllm
+    from deployments.config import BundleConfig
+    from models.vllm_engine import VLLMEngine  # the one module that imports vLLM
 
-    imported = time.perf_counter()
-    llm = vllm.LLM(
-        model=str(model), dtype="float32", kv_cache_memory_bytes=1 << 30, enforce_eager=True, seed=args.seed
+    bundle = BundleConfig(
+        name="prompt-eval",
+        model=str(model),
+        engine_args={"dtype": "float32", "kv_cache_memory_bytes": 1 << 30, "enforce_eager": True, "seed": args.seed},
     )
-    ready = time.perf_counter()
-    print(f"import vllm {imported - started:.1f} s, engine ready {ready - imported:.1f} s", flush=True)
-    try:
-        prompts, params, spans = [], [], {}
-        for name in args.variants:
-            v = VARIANTS[name]
-            builder = PromptBuilder(prompt_config(v), render)
-            sampling = vllm.SamplingParams(n=N, temperature=v["temperature"], top_p=v["top_p"],
-                                           max_tokens=MAX_TOKENS, stop=v["stop"], logprobs=0)
-            spans[name] = (len(prompts), len(prompts) + len(states))
-            prompts += [builder.build(state) for state in states]
-            params += [sampling] * len(states)
+    engine = VLLMEngine(bundle)
+    results, latencies, ready, requests_per_s = asyncio.run(_generate_all(engine, args, states, render))
 
-        # Latency of one request at a time (concurrency 1), on the first variant's first states.
-        latencies = []
-        for prompt, sampling in list(zip(prompts, params))[: args.latency_requests]:
-            t0 = time.perf_counter()
-            llm.generate([prompt], sampling, use_tqdm=False)
-            latencies.append(time.perf_counter() - t0)
-        if latencies:
-            print(f"sequential: {sum(latencies) / len(latencies):.2f} s per request (n={N})", flush=True)
-
-        t0 = time.perf_counter()
-        results = llm.generate(prompts, params, use_tqdm=False)
-        batch_s = time.perf_counter() - t0
-        print(f"batched: {len(prompts)} requests in {batch_s:.0f} s = {len(prompts) / batch_s:.2f} req/s", flush=True)
-    finally:
-        llm.llm_engine.engine_core.shutdown()  # the engine core is a separate process: never leave it behind
-
-    report = {"model": str(model), "states": len(states), "engine_ready_s": ready - imported,
-              "sequential_s": latencies, "batch_req_per_s": len(prompts) / batch_s, "variants": []}
+    report = {"model": str(model), "states": len(states), "engine_ready_s": ready,
+              "sequential_s": latencies, "batch_req_per_s": requests_per_s, "variants": []}
     columns = ["shaped_frac", "known_frac", "plausible_frac", "copied_frac", "distinct_shaped_per_state",
                "distinct_plausible_per_state"]
     print(f"\n{'variant':28}" + "".join(f"{c.replace('_per_state', '/st'):>20}" for c in columns))
-    for name, (lo, hi) in spans.items():
-        outputs = [[(c.text, c.finish_reason == "stop") for c in r.outputs] for r in results[lo:hi]]
+    for name, engine_outputs in results.items():
+        outputs = [[(c.text, c.finish_reason == "stop") for c in out.completions] for out in engine_outputs]
         few = {FEW_SHOT[i]["tactic"] for i in VARIANTS[name]["shots"]}
         row = summarize(name, states, outputs, few)
         report["variants"].append(row)

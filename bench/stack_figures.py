@@ -1,12 +1,12 @@
 """Start-up, memory and latency of the whole `make serve` stack, measured as a user meets them.
 
-Usage: python -m bench.stack_figures [--config configs/local.yaml] [--requests 8] [--port 23338]
+Usage: python -m bench.stack_figures [--config configs/local.yaml] [--requests 8] [--port 23338] [--label NAME]
 
 It starts the launcher as `make serve` does, reads the engine's start and warm-up times from its log,
 measures time to ready (process start to GET /health 200), the memory of the whole process tree (PSS, so
 shared pages count once), and the latency of sequential LeanCopilot /generate calls with n=4 on real
 miniF2F states. Then it stops the stack with Ctrl-C (SIGINT) and times that too. Results go to
-bench/results/stack-<date>.json.
+bench/results/stack-<date>[-<label>].json.
 """
 
 from __future__ import annotations
@@ -55,6 +55,7 @@ def main() -> int:
     parser.add_argument("--requests", type=int, default=8)
     parser.add_argument("--port", type=int, default=23338)
     parser.add_argument("--model", default="default")
+    parser.add_argument("--label", default="", help="suffix of the results file, to keep variants apart")
     options = parser.parse_args()
 
     subprocess.run([sys.executable, "-m", "models.prepare", "--out", ".models"], cwd=REPO_ROOT, check=True)
@@ -96,6 +97,7 @@ def main() -> int:
     result = {
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "config": options.config,
+        "label": options.label,
         "machine": {"cpus": psutil.cpu_count(), "memory_gib": round(psutil.virtual_memory().total / 2**30, 1)},
         "time_to_ready_s": round(ready_s, 1),
         "engine_start_s": engine_start,
@@ -114,7 +116,8 @@ def main() -> int:
     }
     out_dir = REPO_ROOT / "bench" / "results"
     out_dir.mkdir(parents=True, exist_ok=True)
-    out = out_dir / f"stack-{datetime.now(timezone.utc):%Y-%m-%d}.json"
+    suffix = f"-{options.label}" if options.label else ""
+    out = out_dir / f"stack-{datetime.now(timezone.utc):%Y-%m-%d}{suffix}.json"
     out.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))
     return 0

@@ -28,6 +28,8 @@ class Completion:
     text: str
     cumulative_logprob: float | None
     num_tokens: int
+    # "stop" (a stop string or EOS) or "length" (cut at max_tokens); None if the engine does not say.
+    finish_reason: str | None = None
 
 
 @dataclass(frozen=True)

@@ -103,7 +103,12 @@ class VLLMEngine:
         if final is None:  # pragma: no cover - FINAL_ONLY always yields once
             return EngineOutput(completions=[])
         completions = [
-            Completion(text=c.text, cumulative_logprob=c.cumulative_logprob, num_tokens=len(c.token_ids))
+            Completion(
+                text=c.text,
+                cumulative_logprob=c.cumulative_logprob,
+                num_tokens=len(c.token_ids),
+                finish_reason=c.finish_reason,
+            )
             for c in final.outputs
         ]
         return EngineOutput(completions=completions, prompt_tokens=len(final.prompt_token_ids or ()))
