@@ -4,13 +4,13 @@ No `from __future__ import annotations` here: Serve reads the builder's paramete
 time to validate the YAML `args` into AppArgs, so a typo fails at start and names the field.
 """
 
-from typing import Any
+from typing import Any, Optional
 
 from loguru import logger
 from ray import serve
 from ray.serve import Application
 
-from deployments.bundle import BundleServer
+from deployments.bundle import BundleServer, EngineFactory
 from deployments.config import AppArgs, BundleConfig, IngressSettings, parse_app_args
 from deployments.ingress import LeanServeIngress
 
@@ -55,11 +55,15 @@ def get_ingress_deployment_options(settings: IngressSettings) -> dict[str, Any]:
 
 def build_app(args: AppArgs) -> Application:
     """Bind one autoscaled deployment per bundle and the ingress that composes them."""
-    args = parse_app_args(args)
+    return bind_app(parse_app_args(args))
+
+
+def bind_app(args: AppArgs, engine_factory: Optional[EngineFactory] = None) -> Application:
+    """`build_app` with the engine injectable (tests bind a fake one); Serve's config path never sets it."""
     bundles = {}
     for bundle in args.models:
         options = get_bundle_deployment_options(bundle)
         logger.info("bundle {} -> deployment {}: {}", bundle.name, options["name"], options)
-        bundles[bundle.name] = serve.deployment(BundleServer).options(**options).bind(bundle)
+        bundles[bundle.name] = serve.deployment(BundleServer).options(**options).bind(bundle, engine_factory)
     ingress = serve.deployment(LeanServeIngress).options(**get_ingress_deployment_options(args.ingress))
     return ingress.bind(args, bundles)

@@ -91,6 +91,15 @@ def as_leanserve_error(exc: BaseException) -> LeanServeError:
     return LeanServeError("Internal server error.")
 
 
+def describe_failure(exc: BaseException) -> str:
+    """A short, safe reason for /health: ours verbatim, anything else by its type (Ray adds long tracebacks)."""
+    found = find_leanserve_error(exc)
+    if found is not None:
+        return found.detail
+    cause = getattr(exc, "cause", None) or exc
+    return f"unavailable ({type(cause).__name__})"
+
+
 app = FastAPI(
     title="LeanServe",
     summary="LeanCopilot-compatible tactic suggestions from Ray Serve and vLLM.",
@@ -190,7 +199,7 @@ class LeanServeIngress:
             return_exceptions=True,
         )
         report = {
-            name: ("ok" if not isinstance(result, BaseException) else as_leanserve_error(result).detail)
+            name: ("ok" if not isinstance(result, BaseException) else describe_failure(result))
             for name, result in zip(names, results)
         }
         healthy = all(status == "ok" for status in report.values())

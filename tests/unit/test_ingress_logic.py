@@ -94,3 +94,11 @@ def test_ray_and_timeout_errors_map_to_retryable_statuses():
 
 def test_scorer_message_is_the_contracts():
     assert SCORER_NOT_CONFIGURED == "LeanProgress scoring requested but no model configured."
+
+
+def test_health_failures_are_short_and_safe():
+    from deployments.ingress import describe_failure
+
+    wrapped = RayTaskError("health", "long traceback with internals", RuntimeError("engine core died")).as_instanceof_cause()
+    assert describe_failure(wrapped) == "unavailable (RuntimeError)"
+    assert describe_failure(UnsupportedRouteError.generation("m")) == "Model 'm' does not support generation requests."

@@ -1,0 +1,59 @@
+"""A fake engine for fast tests of the ingress and bundle logic. It never replaces the real-engine tests.
+
+It answers with deterministic completions (candidate i has mean token log-probability -(i + 1) / 4) and
+breaks on purpose while the file `$LEANSERVE_FAKE_FLAGS/<bundle>.broken` exists, as a dead engine would.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from pathlib import Path
+
+from deployments.config import BundleConfig
+from deployments.errors import ServiceUnavailableError
+from models.engine import Completion, EngineOutput, SamplingRequest
+
+FLAGS_ENV = "LEANSERVE_FAKE_FLAGS"
+
+
+def broken_flag(flags_dir: Path | str, bundle_name: str) -> Path:
+    return Path(flags_dir) / f"{bundle_name}.broken"
+
+
+class FakeEngine:
+    def __init__(self, config: BundleConfig):
+        self.config = config
+        self.running = 0
+
+    @property
+    def broken(self) -> bool:
+        flags = os.environ.get(FLAGS_ENV)
+        return bool(flags) and broken_flag(flags, self.config.name).exists()
+
+    async def start(self) -> None:
+        pass
+
+    async def generate(self, prompt: str, sampling: SamplingRequest, request_id: str) -> EngineOutput:
+        if self.broken:
+            raise ServiceUnavailableError("The model's engine stopped; its replica is being replaced.")
+        self.running += 1
+        try:
+            await asyncio.sleep(0)
+            completions = [
+                Completion(text=f" test_{i}\nignored", cumulative_logprob=-0.5 * (i + 1), num_tokens=2, finish_reason="stop")
+                for i in range(sampling.n)
+            ]
+            return EngineOutput(completions=completions, prompt_tokens=len(prompt))
+        finally:
+            self.running -= 1
+
+    async def check_health(self) -> None:
+        if self.broken:
+            raise RuntimeError("fake engine is broken")
+
+    async def num_unfinished_requests(self) -> int:
+        return self.running
+
+    def shutdown(self) -> None:
+        pass
