@@ -18,11 +18,11 @@ from deployments.config import BundleConfig, EncoderConfig
 from deployments.errors import UnsupportedRouteError
 from deployments.log_setup import configure_logging
 from deployments.validation import resolve_sampling
-from models.engine import EngineOutput, GenerationEngine
+from models.engine import EngineOutput, GenerationEngine, TextEncoder
 from models.prompts import PromptBuilder, load_chat_renderer
 
 EngineFactory = Callable[[BundleConfig], GenerationEngine]
-EncoderFactory = Callable[[EncoderConfig], object]
+EncoderFactory = Callable[[EncoderConfig], TextEncoder]
 
 
 @dataclass(frozen=True)
@@ -42,7 +42,7 @@ def _default_engine_factory(config: BundleConfig) -> GenerationEngine:
     return VLLMEngine(config)
 
 
-def _default_encoder_factory(config: EncoderConfig) -> object:
+def _default_encoder_factory(config: EncoderConfig) -> TextEncoder:
     from models.encoder import TransformersEncoder
 
     return TransformersEncoder(config)
@@ -74,7 +74,7 @@ class BundleServer:
             self.engine = (engine_factory or _default_engine_factory)(config)
             await self.engine.start()
             await self._warm_up()
-        self.encoder = None
+        self.encoder: TextEncoder | None = None
         if config.encoder is not None:
             self.encoder = (encoder_factory or _default_encoder_factory)(config.encoder)
             self._encode_batch.set_max_batch_size(config.encoder.max_batch_size)
@@ -102,7 +102,6 @@ class BundleServer:
         log.info(
             "generated n={} prompt_tokens={} tokens={} in {:.3f}s", sampling.n, output.prompt_tokens, generated, elapsed
         )
-        output.timings["engine_s"] = elapsed
         return output
 
     async def encode(self, request_id: str, text: str) -> list[float]:
@@ -129,8 +128,7 @@ class BundleServer:
     async def health(self) -> dict[str, object]:
         """What /health reports for this bundle; raises like check_health when the engine is gone."""
         await self.check_health()
-        running = await self.engine.num_unfinished_requests() if self.engine is not None else 0
-        return {"status": "ok", "unfinished_requests": running}
+        return {"status": "ok", "unfinished_requests": await self.num_unfinished_requests()}
 
     async def num_unfinished_requests(self) -> int:
         return await self.engine.num_unfinished_requests() if self.engine is not None else 0

@@ -62,7 +62,7 @@ class PromptConfig(StrictModel):
 
 
 class SamplingDefaults(StrictModel):
-    """A bundle's default sampling; a request may lower `n` and `max_tokens` within `limits`."""
+    """A bundle's default sampling; a request may choose its own `n` and `max_tokens`, up to `limits`."""
 
     n: int = Field(default=4, ge=1, le=64, description="Candidates sampled in one engine request.")
     temperature: float = Field(default=1.0, ge=0.0, le=5.0, description="Sampling temperature.")

@@ -168,7 +168,7 @@ class LeanServeIngress:
         tactic_request = TacticRequest(request_id, body.input, prefix, body.n, body.max_tokens)
         output = await self._call(self.handles[bundle.name].generate.remote(tactic_request))
         tactics = completions_to_tactics(
-            ((c.text, c.cumulative_logprob, c.num_tokens) for c in output.completions),
+            output.completions,
             prefix=prefix,
             chat=bundle.prompt.chat,
             require_tactic_shape=bundle.tactics.require_tactic_shape,
@@ -194,8 +194,9 @@ class LeanServeIngress:
     async def health(self) -> JSONResponse:
         """200 only when every bundle's engine answers its own health check in time."""
         names = [b.name for b in self.args.models]
+        too_slow = ServiceUnavailableError("The engine did not answer its health check in time.")
         results = await asyncio.gather(
-            *(self._call(self.handles[n].health.remote(), self.args.ingress.health_timeout_s) for n in names),
+            *(self._call(self.handles[n].health.remote(), self.args.ingress.health_timeout_s, too_slow) for n in names),
             return_exceptions=True,
         )
         report = {
@@ -215,13 +216,13 @@ class LeanServeIngress:
     async def models(self) -> ModelsResponse:
         return self.registry.describe()
 
-    async def _call(self, response: Any, timeout_s: float | None = None) -> Any:
+    async def _call(self, response: Any, timeout_s: float | None = None, on_timeout: LeanServeError | None = None) -> Any:
         """Await a handle call under the deadline; on timeout the call (and its engine request) is cancelled."""
         try:
             return await asyncio.wait_for(response, timeout_s or self.args.ingress.request_timeout_s)
         except asyncio.TimeoutError:
             response.cancel()
-            raise GenerationTimeoutError("Generation timed out.") from None
+            raise (on_timeout or GenerationTimeoutError("Generation timed out.")) from None
         except LeanServeError:
             raise
         except Exception as exc:  # Ray wraps replica errors; find ours or map Ray's own

@@ -6,7 +6,7 @@ so tests and pure logic never pull in vLLM.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 
@@ -36,7 +36,6 @@ class Completion:
 class EngineOutput:
     completions: list[Completion]
     prompt_tokens: int = 0
-    timings: dict[str, float] = field(default_factory=dict)
 
 
 @runtime_checkable
@@ -53,3 +52,10 @@ class GenerationEngine(Protocol):
     async def num_unfinished_requests(self) -> int: ...
 
     def shutdown(self) -> None: ...
+
+
+@runtime_checkable
+class TextEncoder(Protocol):
+    """Turns texts into one vector each (/encode)."""
+
+    def encode_batch(self, texts: list[str]) -> list[list[float]]: ...

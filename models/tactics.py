@@ -12,6 +12,8 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from models.engine import Completion
+
 _THINK_BLOCK = re.compile(r"<think>.*?(?:</think>|\Z)", re.DOTALL)
 # The body of the first fenced block, closed or not (a sampled answer may stop inside it).
 _FENCED_BODY = re.compile(r"```[^\n`]*\n(.*?)(?:```|\Z)", re.DOTALL)
@@ -132,16 +134,16 @@ def rank_candidates(candidates: Iterable[ScoredTactic]) -> list[ScoredTactic]:
 
 
 def completions_to_tactics(
-    completions: Iterable[tuple[str, float | None, int]],
+    completions: Iterable[Completion],
     prefix: str = "",
     chat: bool = False,
     require_tactic_shape: bool = False,
 ) -> list[ScoredTactic]:
-    """Clean, score, filter, deduplicate and rank (text, cumulative_logprob, num_tokens) triples."""
+    """Clean, score, filter, deduplicate and rank an engine's completions."""
     tactics = []
-    for text, cumulative_logprob, num_tokens in completions:
-        tactic = clean_completion(text, prefix=prefix, chat=chat)
+    for completion in completions:
+        tactic = clean_completion(completion.text, prefix=prefix, chat=chat)
         if tactic is None or (require_tactic_shape and not looks_like_tactic(tactic)):
             continue
-        tactics.append(ScoredTactic(tactic, score_from_logprob(cumulative_logprob, num_tokens)))
+        tactics.append(ScoredTactic(tactic, score_from_logprob(completion.cumulative_logprob, completion.num_tokens)))
     return rank_candidates(tactics)

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from loguru import logger
 
-from deployments.errors import InvalidRequestError, ServiceUnavailableError
+from deployments.errors import InputTooLargeError, InvalidRequestError, ServiceUnavailableError
 from models.engine import Completion, EngineOutput, SamplingRequest
 
 if TYPE_CHECKING:
@@ -31,6 +31,9 @@ from vllm.v1.engine.async_llm import AsyncLLM  # noqa: E402
 from vllm.v1.engine.exceptions import EngineDeadError  # noqa: E402
 
 __all__ = ["EngineDeadError", "VLLMEngine", "build_engine_args"]
+
+# VLLMValidationError.parameter values that mean "the prompt is longer than the model's context".
+_PROMPT_PARAMETERS = frozenset({"input_text", "input_tokens", "prompt", "prompt_token_ids"})
 
 
 def build_engine_args(bundle: BundleConfig) -> AsyncEngineArgs:
@@ -98,7 +101,9 @@ class VLLMEngine:
         except EngineDeadError as exc:
             raise ServiceUnavailableError("The model's engine stopped; its replica is being replaced.") from exc
         except (VLLMClientError, ValueError) as exc:
-            # The request itself is at fault (for example a prompt longer than max_model_len).
+            # The request itself is at fault. A prompt beyond the model's context is "input too large" (413).
+            if getattr(exc, "parameter", None) in _PROMPT_PARAMETERS or "maximum context length" in str(exc):
+                raise InputTooLargeError(f"The input is too long for this model: {exc}") from exc
             raise InvalidRequestError(f"The engine rejected the request: {exc}") from exc
         if final is None:  # pragma: no cover - FINAL_ONLY always yields once
             return EngineOutput(completions=[])

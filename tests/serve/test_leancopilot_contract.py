@@ -147,6 +147,15 @@ def test_errors_are_json_with_honest_statuses(client, route, payload, status, de
     assert isinstance(body["detail"], str) and detail in body["detail"]
 
 
+def test_state_beyond_the_model_context_is_413(client, serve_app):
+    # Under the ingress limit (65,536 characters) but far beyond the tiny model's 8,192-token context.
+    state = ("\n\n".join(lean_goals(488)) * 3)[:60_000]
+    response = post_leancopilot(client, "/generate", {"input": state, "name": GENERATOR, "prefix": ""})
+    assert response.status_code == 413
+    assert "too long for this model" in response.json()["detail"]
+    assert wait_for_unfinished(serve_app, lambda n: n == 0, 10)[0] == 0
+
+
 def test_malformed_json_is_422_json(client):
     response = client.post("/generate", content=b'{"input": "x", "name":', headers=LEANCOPILOT_HEADERS)
     assert response.status_code == 422

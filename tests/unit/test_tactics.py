@@ -4,6 +4,7 @@ import math
 
 import pytest
 
+from models.engine import Completion
 from models.tactics import (
     ScoredTactic,
     clean_completion,
@@ -130,11 +131,11 @@ def test_rank_deduplicates_keeping_best_score_and_sorts():
 
 def test_completions_to_tactics_applies_every_rule():
     completions = [
-        ("```lean\nsimp\n```", -0.1, 2),
-        ("simp", -3.0, 1),
-        ("The answer is simp.", -0.01, 5),
-        ("", -0.5, 1),
-        ("linarith", None, 1),
+        Completion("```lean\nsimp\n```", -0.1, 2),
+        Completion("simp", -3.0, 1),
+        Completion("The answer is simp.", -0.01, 5),
+        Completion("", -0.5, 1),
+        Completion("linarith", None, 1),
     ]
     tactics = completions_to_tactics(completions, chat=True, require_tactic_shape=True)
     assert [t.output for t in tactics] == ["simp", "linarith"]
