@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import signal
+import socket
 import sys
 import time
 import urllib.request
@@ -48,6 +49,16 @@ def wait_until_healthy(url: str, timeout_s: float, still_starting: Callable[[], 
         time.sleep(0.5)
 
 
+def port_in_use(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return True
+    return False
+
+
 def serve_config(config: ServeConfigFile) -> None:
     import ray
     from ray import serve
@@ -81,6 +92,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if options.port is not None:
         config = config.model_copy(update={"http_options": config.http_options.model_copy(update={"port": options.port})})
+    http = config.http_options
+    # Checked before Ray starts: Serve's proxy would otherwise retry the busy port forever.
+    if port_in_use(http.host, http.port):
+        print(f"{http.host}:{http.port} is already in use (another LeanServe?); stop it or pass --port", file=sys.stderr)
+        return 2
     signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
     try:
         serve_config(config)
