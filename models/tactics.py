@@ -31,7 +31,7 @@ _NAMING_TACTICS = frozenset(
     "by_contra choose lift calc conv specialize".split()
 )
 _AT_GOAL_LOCATION = re.compile(r"\bat\b[^⊢]*⊢\s*$")
-# The first word of a tactic is a name (`simp`, `exact?`, `Nat.le_of_lt_succ`-style) or a focusing dot/combinator.
+# The whole first word must be a name (`simp`, `exact?`, `norm_num`) or a focusing dot/combinator: `n-12` is not.
 _WORD = re.compile(r"^(?:[A-Za-z_][A-Za-z0-9_'.?!]*|[·.]|<;>|\(.*|\{.*)$")
 _OPENING = {"(": ")", "[": "]", "{": "}", "⟨": "⟩"}
 _CLOSING = frozenset(_OPENING.values())

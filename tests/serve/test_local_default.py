@@ -17,16 +17,20 @@ import psutil
 import pytest
 
 from serve_app import free_port
-from support import LEANCOPILOT_HEADERS, REPO_ROOT, lean_goals, leancopilot_bytes
+from support import (
+    LEANCOPILOT_HEADERS,
+    REPO_ROOT,
+    descendants,
+    lean_goals,
+    leancopilot_bytes,
+    processes_matching,
+    still_running,
+)
 
 pytestmark = pytest.mark.serve
 
 READY_TIMEOUT_S = 600
 MINILM_DIM = 384
-
-
-def _engine_core_pids() -> list[int]:
-    return [p.pid for p in psutil.process_iter(["cmdline"]) if "EngineCore" in " ".join(p.info["cmdline"] or [])]
 
 
 @pytest.fixture(scope="module")
@@ -82,12 +86,14 @@ def test_default_bundle_encodes_with_minilm(local_server):
 
 def test_ctrl_c_stops_everything_it_started(local_server):
     process, url, log_path = local_server
-    children = psutil.Process(process.pid).children(recursive=True)
-    assert _engine_core_pids(), "the app should run a vLLM engine core"
+    children = descendants([psutil.Process(process.pid)])
+    replica = [p for p in children if p in processes_matching("ServeReplica:leanserve:bundle-smollm2-135m-instruct")]
+    assert replica and descendants(replica), "the bundle replica should run vLLM's engine core in a child process"
     process.send_signal(signal.SIGINT)
     assert process.wait(timeout=120) == 0, log_path.read_text(errors="replace")[-3000:]
-    gone, alive = psutil.wait_procs(children, timeout=60)
-    assert not [p for p in alive if p.is_running() and p.status() != psutil.STATUS_ZOMBIE], alive
-    assert not _engine_core_pids(), "a vLLM engine core outlived the launcher"
+    deadline = time.time() + 60
+    while still_running(children) and time.time() < deadline:
+        time.sleep(0.5)
+    assert not still_running(children), "processes outlived the launcher"
     with pytest.raises(httpx.TransportError):
         httpx.get(f"{url}/health", timeout=5)
