@@ -28,6 +28,16 @@ def _raise_keyboard_interrupt(signum, frame):  # noqa: ARG001
     raise KeyboardInterrupt
 
 
+def install_stop_handlers() -> None:
+    """Ctrl-C (SIGINT) and SIGTERM both end in the clean shutdown of `main`.
+
+    Called again right after `ray.init`, whose core worker installs a C-level SIGTERM handler that aborts the
+    driver without cleaning up; SIGINT is set explicitly because a shell starting us in the background ignores it.
+    """
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
+
+
 def wait_until_healthy(url: str, timeout_s: float, still_starting: Callable[[], bool] = lambda: True) -> float:
     """Poll GET /health until it answers 200; return the seconds it took.
 
@@ -67,6 +77,7 @@ def serve_config(config: ServeConfigFile) -> None:
 
     started = time.perf_counter()
     ray.init(include_dashboard=False, configure_logging=False)
+    install_stop_handlers()
     http = config.http_options
     serve.start(http_options=http.model_dump())
     for spec in config.applications:
@@ -97,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     if port_in_use(http.host, http.port):
         print(f"{http.host}:{http.port} is already in use (another LeanServe?); stop it or pass --port", file=sys.stderr)
         return 2
-    signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
+    install_stop_handlers()
     try:
         serve_config(config)
         while True:
