@@ -46,8 +46,10 @@ class RemoteEngineConfig(_Strict):
         default=True,
         description="Request token log-probabilities for the score (OpenAI, Gemini); unsupported ones: set false.",
     )
-    send_top_p: bool = Field(
-        default=True, description="Send sampling.top_p (some Claude models refuse top_p with temperature)."
+    send_sampling: bool | None = Field(
+        default=None,
+        description="Send sampling.temperature and top_p; None: yes for openai and gemini, no for anthropic "
+        "(its current Messages API takes neither).",
     )
     extra_body: dict[str, Any] = Field(
         default_factory=dict, description="Further request fields sent as they are (e.g. {top_k: 20})."

@@ -2,6 +2,8 @@
 
 The API has no `n` and no log-probabilities: n candidates are n parallel calls, and the ingress scores them
 by rank (models/tactics.py rank_score). System turns go to the `system` parameter, as the API wants.
+The current Messages API (and SDK) takes no temperature or top_p: they are sent, in the request body, only
+with `remote.send_sampling: true` (for older models and compatible servers).
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ def split_system(messages: ChatMessages) -> tuple[str | None, list[dict[str, str
 
 class AnthropicChatEngine(RemoteChatEngine):
     supports_n_per_call = False
+    sends_sampling_by_default = False
 
     def __init__(self, bundle: BundleConfig):
         super().__init__(bundle)
@@ -47,16 +50,16 @@ class AnthropicChatEngine(RemoteChatEngine):
             "model": self.model,
             "messages": turns,
             "max_tokens": sampling.max_tokens,
-            "temperature": sampling.temperature,
         }
         if system:
             request["system"] = system
-        if self.settings.send_top_p:
-            request["top_p"] = sampling.top_p
         if sampling.stop:
             request["stop_sequences"] = list(sampling.stop)
+        extra_body = dict(self.settings.extra_body)
+        if self.send_sampling:  # no SDK parameters any more: sent as raw body fields
+            extra_body.update(temperature=sampling.temperature, top_p=sampling.top_p)
         try:
-            message = await self._client.messages.create(**request, extra_body=self.settings.extra_body or None)
+            message = await self._client.messages.create(**request, extra_body=extra_body or None)
         except anthropic.AnthropicError as exc:
             raise to_api_failure(exc) from exc
         # Thinking blocks and tool calls are not the answer: keep the text blocks.

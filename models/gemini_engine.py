@@ -79,15 +79,11 @@ class GeminiChatEngine(RemoteChatEngine):
 
     async def _call(self, messages: ChatMessages, sampling: SamplingRequest, n: int) -> list[Completion]:
         system, contents = to_contents(messages)
-        config: dict[str, Any] = {
-            "temperature": sampling.temperature,
-            "max_output_tokens": sampling.max_tokens,
-            "candidate_count": n,
-        }
+        config: dict[str, Any] = {"max_output_tokens": sampling.max_tokens, "candidate_count": n}
         if system:
             config["system_instruction"] = system
-        if self.settings.send_top_p:
-            config["top_p"] = sampling.top_p
+        if self.send_sampling:
+            config.update(temperature=sampling.temperature, top_p=sampling.top_p)
         if sampling.stop:
             config["stop_sequences"] = list(sampling.stop)
         config.update(self.settings.extra_body)

@@ -55,11 +55,10 @@ class OpenAIChatEngine(RemoteChatEngine):
             "model": self.model,
             "messages": messages,
             "n": n,
-            "temperature": sampling.temperature,
             "max_tokens": sampling.max_tokens,
         }
-        if self.settings.send_top_p:
-            request["top_p"] = sampling.top_p
+        if self.send_sampling:
+            request.update(temperature=sampling.temperature, top_p=sampling.top_p)
         if sampling.stop:
             request["stop"] = list(sampling.stop)
         if self.settings.logprobs:

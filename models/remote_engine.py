@@ -87,6 +87,8 @@ class RemoteChatEngine(ABC):
 
     # Whether one API call can return n candidates (subclasses that support it also check the config).
     supports_n_per_call = False
+    # Whether temperature and top_p are sent unless the config says otherwise.
+    sends_sampling_by_default = True
 
     def __init__(self, bundle: BundleConfig):
         assert bundle.remote is not None and bundle.model is not None
@@ -117,6 +119,11 @@ class RemoteChatEngine(ABC):
     @abstractmethod
     async def _call(self, messages: ChatMessages, sampling: SamplingRequest, n: int) -> list[Completion]:
         """One API call for `n` candidates; raise ApiFailure on failure."""
+
+    @property
+    def send_sampling(self) -> bool:
+        configured = self.settings.send_sampling
+        return self.sends_sampling_by_default if configured is None else configured
 
     @property
     def n_per_call(self) -> bool:
