@@ -156,3 +156,20 @@ async def test_slow_api_is_a_timeout(api):
     with pytest.raises(GenerationTimeoutError):
         await generate(engine)
     assert len(api.state.requests) == 2  # the timeout is retried once, then reported
+
+
+async def test_cancelling_generate_cancels_every_parallel_call(api):
+    import asyncio
+
+    api.state.delay_s = 5.0
+    engine = make_engine(bundle("anthropic", api.url))
+    await engine.start()
+    task = asyncio.create_task(engine.generate(MESSAGES, SAMPLING, "req-cancel"))
+    while len(api.state.requests) < 3:  # all three parallel calls are in flight
+        await asyncio.sleep(0.02)
+    assert await engine.num_unfinished_requests() == 1
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert await engine.num_unfinished_requests() == 0
+    engine.shutdown()

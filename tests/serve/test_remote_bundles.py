@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import httpx
 import pytest
@@ -247,11 +248,24 @@ def test_missing_key_bundle_is_not_ready_and_others_serve(remote_app, api):
     assert not [r for r in api.requests if r["body"].get("model") == "no-key-model"]  # it never called out
 
 
+def serve_log_counts(deployment: str, needle: str) -> dict[str, int]:
+    """Lines holding `needle` in each replica log of `deployment` (Serve writes one file per replica)."""
+    import ray
+
+    folder = Path(ray._private.worker._global_node.get_session_dir_path()) / "logs" / "serve"
+    return {
+        path.name: path.read_text(encoding="utf-8", errors="replace").count(needle)
+        for path in folder.glob(f"replica_{APP}_{deployment}_*.log")
+    }
+
+
 def test_cross_call_dedup_is_shared_by_all_replicas(remote_app, api):
     # Call k answers the sliding window exact h{k} .. exact h{k+3}: with deduplication each later call for the
     # same input returns just the one new tactic, whichever ingress and bundle replica serves it.
     api.answers = lambda index, text, n: [f"```lean\nexact h{index + i}\n```" for i in range(n)]
     calls = 12
+    ingress_before = serve_log_counts("ingress", "POST /generate")
+    bundle_before = serve_log_counts("bundle-dedup", "CALL generate")
     returned = []
     for _ in range(calls):
         response = generate(remote_app, "dedup")
@@ -259,6 +273,14 @@ def test_cross_call_dedup_is_shared_by_all_replicas(remote_app, api):
         returned.append([o["output"] for o in response.json()["outputs"]])
     assert sorted(returned[0]) == sorted(f"exact h{i}" for i in range(4))
     assert returned[1:] == [[f"exact h{k + 3}"] for k in range(1, calls)]
+    # The calls really were spread over both replicas of the ingress and of the bundle (Serve's replica logs);
+    # a per-replica memory would have returned repeats.
+    time.sleep(1)  # log lines are flushed asynchronously
+    for deployment, before, needle in (("ingress", ingress_before, "POST /generate"),
+                                       ("bundle-dedup", bundle_before, "CALL generate")):
+        after = serve_log_counts(deployment, needle)
+        served = [name for name, count in after.items() if count > before.get(name, 0)]
+        assert len(served) == 2, f"{deployment}: calls reached only {served}"
     # Another input is remembered separately.
     other = generate(remote_app, "dedup", state=lean_goals(1)[0])
     assert len(other.json()["outputs"]) == 4
