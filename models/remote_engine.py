@@ -28,7 +28,8 @@ from models.engine import ChatMessages, Completion, EngineOutput, SamplingReques
 if TYPE_CHECKING:
     from deployments.config import BundleConfig
 
-# A key is needed but the variable is unset: the bundle deploys, says why, and serves nothing.
+# The SDKs insist on some key: this one goes to keyless servers (api_key_env: None). A bundle whose key
+# variable is unset never calls out at all (it is not ready), so it never sends this either.
 PLACEHOLDER_KEY = "no-key-needed"
 
 
