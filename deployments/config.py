@@ -13,6 +13,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from deployments.remote_config import REMOTE_ENGINES, CrossCallDedupConfig, RemoteEngineConfig
+
 DEFAULT_HTTP_HOST = "127.0.0.1"
 DEFAULT_HTTP_PORT = 23337  # LeanCopilot's default port for external models
 BUNDLE_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:/@+-]*$"
@@ -170,7 +172,9 @@ class BundleConfig(StrictModel):
 
     name: str = Field(pattern=BUNDLE_NAME_PATTERN, description="The name clients send (LeanCopilot's `name`).")
     aliases: list[str] = Field(default_factory=list, description="Other names that reach this bundle.")
-    engine: Literal["vllm"] = Field(default="vllm", description="The generation engine.")
+    engine: Literal["vllm", "openai", "anthropic", "gemini", "transformers"] = Field(
+        default="vllm", description="The generation engine: vllm, a remote API (openai, anthropic, gemini), transformers."
+    )
     model: str | None = Field(default=None, description="Local folder or hub id of the generator; None: encoder only.")
     tokenizer: str | None = Field(default=None, description="Tokenizer folder or id; None: the model's.")
     prompt: PromptConfig = Field(default_factory=PromptConfig, description="See below.")
@@ -179,6 +183,10 @@ class BundleConfig(StrictModel):
     engine_args: EngineConfig = Field(default_factory=EngineConfig, description="See below.")
     deployment: DeploymentSettings = Field(default_factory=DeploymentSettings, description="See below.")
     encoder: EncoderConfig | None = Field(default=None, description="Answers /encode; None: 400 on /encode.")
+    remote: RemoteEngineConfig | None = Field(
+        default=None, description="Engines openai, anthropic, gemini: how to reach the API (see below)."
+    )
+    dedup: CrossCallDedupConfig = Field(default_factory=CrossCallDedupConfig, description="See below.")
 
     @field_validator("model", "tokenizer")
     @classmethod
@@ -193,6 +201,27 @@ class BundleConfig(StrictModel):
             if not re.match(BUNDLE_NAME_PATTERN, alias):
                 raise ValueError(f"alias {alias!r} of bundle {self.name!r} is not a valid name")
         return self
+
+    @model_validator(mode="after")
+    def _remote_settings_match_engine(self) -> BundleConfig:
+        if self.is_remote:
+            if self.remote is None:
+                raise ValueError(f"bundle {self.name!r} (engine {self.engine}) needs a `remote:` section")
+            if self.model is None:
+                raise ValueError(f"bundle {self.name!r}: `model` is the model id as the {self.engine} API names it")
+            if not self.prompt.chat:
+                raise ValueError(f"bundle {self.name!r}: remote APIs take chat messages; set prompt.chat: true")
+            if "\n" in self.sampling.stop:
+                # The default newline stop suits raw completions; a chat answer opens with "```lean\n".
+                raise ValueError(f"bundle {self.name!r}: a newline stop cuts chat answers; set sampling.stop: []")
+        elif self.remote is not None:
+            raise ValueError(f"bundle {self.name!r}: `remote:` is only for engines openai, anthropic, gemini")
+        return self
+
+    @property
+    def is_remote(self) -> bool:
+        """Served by a hosted API: no local weights, no warm-up calls (they cost money)."""
+        return self.engine in REMOTE_ENGINES
 
     @property
     def names(self) -> list[str]:

@@ -26,6 +26,7 @@ from deployments.config import (
     SamplingDefaults,
     TacticFilterConfig,
 )
+from deployments.remote_config import CrossCallDedupConfig, RemoteEngineConfig
 
 SECTIONS: list[tuple[str, type[BaseModel]]] = [
     ("http_options", HttpOptions),
@@ -40,6 +41,8 @@ SECTIONS: list[tuple[str, type[BaseModel]]] = [
     ("args.models[].deployment", DeploymentSettings),
     ("args.models[].deployment.autoscaling", AutoscalingSettings),
     ("args.models[].encoder", EncoderConfig),
+    ("args.models[].remote", RemoteEngineConfig),
+    ("args.models[].dedup", CrossCallDedupConfig),
 ]
 
 
@@ -54,7 +57,7 @@ def _default(field) -> str:
 
 def _type(field) -> str:
     text = str(field.annotation).replace("typing.", "")
-    for prefix in ("<class '", "deployments.config."):
+    for prefix in ("<class '", "deployments.config.", "deployments.remote_config."):
         text = text.replace(prefix, "")
     return text.replace("'>", "").replace("|", "\\|")
 

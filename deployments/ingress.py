@@ -147,12 +147,14 @@ def _log_and_respond(request: Request, error: LeanServeError, cause: BaseExcepti
 
 @serve.ingress(app)
 class LeanServeIngress:
-    def __init__(self, args: AppArgs, bundles: dict[str, Any]):
+    def __init__(self, args: AppArgs, bundles: dict[str, Any], dedup_store: Any = None):
         configure_logging("ingress")
         self.args = args
         self.registry = ModelRegistry(args.models)
         # bundle name -> DeploymentHandle (Serve replaces the bound deployments with handles)
         self.handles = bundles
+        # The shared memory of cross-call deduplication (deployments/dedup_store.py); None: no bundle opted in.
+        self.dedup_store = dedup_store
 
     @app.post("/generate", response_model=GenerateResponse)
     async def generate(self, body: GenerateRequest, request: Request) -> GenerateResponse:
@@ -172,13 +174,30 @@ class LeanServeIngress:
             prefix=prefix,
             chat=bundle.prompt.chat,
             require_tactic_shape=bundle.tactics.require_tactic_shape,
+            whole_answers=bundle.is_remote,
         )
+        if bundle.dedup.enabled and self.dedup_store is not None:
+            tactics = await self._skip_returned(bundle.name, body.input, prefix, tactics, request_id)
         request_logger(request_id).info(
             "generate model={} input_chars={} prefix_chars={} sampled={} returned={} in {:.3f}s",
             bundle.name, len(body.input), len(prefix), len(output.completions), len(tactics),
             time.perf_counter() - started,
         )
         return GenerateResponse(outputs=[Candidate(output=t.output, score=t.score) for t in tactics])
+
+    async def _skip_returned(self, bundle: str, state: str, prefix: str, tactics: list, request_id: str) -> list:
+        """Cross-call deduplication: drop the tactics already returned for this input (by any replica)."""
+        try:
+            fresh = await self._call(
+                self.dedup_store.take_new.remote(bundle, state, prefix, [t.output for t in tactics]),
+                self.args.ingress.health_timeout_s,
+            )
+        except LeanServeError as exc:
+            # Best effort: a lost store must not fail generation; the client gets the candidates unfiltered.
+            request_logger(request_id).warning("dedup store unavailable ({}); returning unfiltered", exc.detail)
+            return tactics
+        keep = set(fresh)
+        return [t for t in tactics if t.output in keep]
 
     @app.post("/encode", response_model=EncodeResponse)
     async def encode(self, body: EncodeRequest, request: Request) -> EncodeResponse:

@@ -10,6 +10,10 @@ from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 
+# A chat conversation ({"role": ..., "content": ...} turns): what remote engines take instead of a string.
+ChatMessages = list[dict[str, str]]
+
+
 @dataclass(frozen=True)
 class SamplingRequest:
     """What one engine request samples: `n` candidates for one prompt."""
@@ -44,7 +48,8 @@ class GenerationEngine(Protocol):
 
     async def start(self) -> None: ...
 
-    async def generate(self, prompt: str, sampling: SamplingRequest, request_id: str) -> EngineOutput: ...
+    async def generate(self, prompt: str | ChatMessages, sampling: SamplingRequest, request_id: str) -> EngineOutput:
+        """`prompt` is the rendered text, or the chat messages for engines that take chat (remote APIs)."""
 
     async def check_health(self) -> None:
         """Raise if the engine can no longer serve (the replica is then replaced)."""
@@ -52,6 +57,15 @@ class GenerationEngine(Protocol):
     async def num_unfinished_requests(self) -> int: ...
 
     def shutdown(self) -> None: ...
+
+
+def engine_not_ready_reason(engine: GenerationEngine) -> str | None:
+    """Why a started engine cannot serve yet (a remote bundle without its API key), or None.
+
+    An optional attribute, not a health failure: a failing check_health makes Serve restart the replica
+    in a loop, while a not-ready bundle should stay deployed and say why.
+    """
+    return getattr(engine, "not_ready_reason", None)
 
 
 @runtime_checkable

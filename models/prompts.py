@@ -14,8 +14,9 @@ ChatRenderer = Callable[[list[dict[str, str]]], str]
 class PromptBuilder:
     """Renders prompts for one bundle; generation always continues right after the returned text."""
 
-    def __init__(self, config: PromptConfig, render_chat: ChatRenderer | None = None):
-        if config.chat and render_chat is None:
+    def __init__(self, config: PromptConfig, render_chat: ChatRenderer | None = None, messages_only: bool = False):
+        # messages_only: the engine takes chat messages (remote APIs) and renders them itself.
+        if config.chat and render_chat is None and not messages_only:
             raise ValueError("a chat prompt needs the model's chat template")
         self._config = config
         self._render_chat = render_chat
@@ -27,6 +28,15 @@ class PromptBuilder:
             messages.append({"role": "user", "content": config.template.format(state=example.state, name="")})
             messages.append({"role": "assistant", "content": example.tactic})
         messages.append({"role": "user", "content": config.template.format(state=state, name=name)})
+        return messages
+
+    def build_messages(self, state: str, prefix: str = "", name: str = "") -> list[dict[str, str]]:
+        """Chat messages for an API that answers whole turns: a prefix cannot be continued there, so it is
+        appended to the user turn (as the seed's HFTacticGenerator does) and answers must start with it."""
+        messages = self.chat_messages(state, name)
+        if prefix:
+            last = messages[-1]
+            messages[-1] = {**last, "content": last["content"] + f"\n\nThe tactic must start with: {prefix}"}
         return messages
 
     def build(self, state: str, prefix: str = "", name: str = "") -> str:

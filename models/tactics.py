@@ -20,7 +20,12 @@ _FENCED_BODY = re.compile(r"```[^\n`]*\n(.*?)(?:```|\Z)", re.DOTALL)
 _LIST_MARKER = re.compile(r"^(?:\d{1,3}[.)]|[-*•])\s+")
 # `by simp` answers "prove it"; the tactic is `simp`. Needs whitespace after `by`, so `by_cases` is safe.
 _LEADING_BY = re.compile(r"^by\s+(?=\S)")
-_INLINE_CODE = re.compile(r"^`([^`]+)`$")
+_INLINE_CODE = re.compile(r"^`([^`]+)`[.:]?$")
+_QUOTED_CODE = re.compile(r"`([^`\n]+)`")
+_ANSWER_LABEL = re.compile(r"^(?:\*\*)?(?:next\s+)?(?:tactic|answer)(?:\*\*)?\s*:(?:\*\*)?\s+", re.IGNORECASE)
+# A declaration whose proof follows `:= by` (a chat model may restate the theorem before the tactic).
+_DECLARATION_BY = re.compile(r"^(?:theorem|lemma|example)\b.*:=\s*by\b(.*)$")
+_TRAILING_COMMENT = re.compile(r"\s+--.*$")
 # A tactic starts like one: a lowercase identifier (`simp`, `nlinarith`, `norm_num`, `exact?`), a focusing
 # dot, a combinator or a parenthesis. English prose and echoed hypotheses do not.
 _TACTIC_HEAD = re.compile(r"^(?:[a-z_][A-Za-z0-9_'.?!]*|[·.]\s|<;>|\(|\{|all_goals|any_goals)")
@@ -53,19 +58,55 @@ def _first_nonblank_line(text: str) -> str:
     return ""
 
 
+def _strip_line_decorations(line: str) -> str:
+    """A list marker, a `Tactic:` label, inline code quotes and a leading `by ` off one answer line."""
+    line = _LIST_MARKER.sub("", line.strip())
+    line = _ANSWER_LABEL.sub("", line)
+    inline = _INLINE_CODE.match(line)
+    if inline:
+        line = inline.group(1).strip()
+    elif line.split(maxsplit=1)[:1] and line.split(maxsplit=1)[0].lower().rstrip(",:") in _PROSE_OPENERS:
+        # "The next step is `linarith`." -> the quoted code; prose without code stays (the shape check drops it).
+        quoted = _QUOTED_CODE.search(line)
+        if quoted:
+            line = quoted.group(1).strip()
+    line = _LEADING_BY.sub("", line)
+    # A trailing Lean comment is not part of the tactic (`--` after whitespace; `-` inside terms stays).
+    return _TRAILING_COMMENT.sub("", line).strip()
+
+
 def extract_chat_tactic(answer: str) -> str:
-    """The single tactic in a chat model's free-form answer ('' when there is none)."""
+    """The single tactic in a chat model's free-form answer ('' when there is none).
+
+    Handles `<think>` blocks (closed or cut off), the first fenced block (```lean, ```lean4, closed or
+    not), a `theorem ... := by` header before the proof, list markers, a `Tactic:` label, inline code
+    quotes and a leading `by`. Only these decorations are removed: a tactic itself is never rewritten.
+    """
     text = _THINK_BLOCK.sub("", answer)
     fenced = _FENCED_BODY.search(text)
     if fenced:
         text = fenced.group(1)
-    line = _first_nonblank_line(text).strip()
-    line = _LIST_MARKER.sub("", line)
-    inline = _INLINE_CODE.match(line)
-    if inline:
-        line = inline.group(1).strip()
-    line = _LEADING_BY.sub("", line)
-    return line.strip()
+    lines = [line for line in text.splitlines() if line.strip()]
+    index = 0
+    while index < len(lines):
+        line = lines[index].strip()
+        header = _DECLARATION_BY.match(line)
+        if header:
+            # `theorem foo : P := by simp` -> `simp`; `... := by` alone -> the proof's first line.
+            line = header.group(1).strip()
+            if not line:
+                index += 1
+                continue
+        first_word = line.split(maxsplit=1)[0].lower()
+        if line.endswith(":") and first_word in _PROSE_OPENERS and "`" not in line and index + 1 < len(lines):
+            index += 1  # "Here is the tactic:" introduces the next line
+            continue
+        line = _strip_line_decorations(line)
+        if line == "by" and index + 1 < len(lines):
+            index += 1  # `by` on its own line: the tactic is the next line
+            continue
+        return line
+    return ""
 
 
 def continue_prefix(prefix: str, completion: str) -> str:
@@ -122,6 +163,27 @@ def score_from_logprob(cumulative_logprob: float | None, num_tokens: int) -> flo
     return min(1.0, max(0.0, math.exp(min(0.0, mean))))
 
 
+def rank_score(rank: int) -> float:
+    """The score of the candidate at `rank` (0 = best) when the engine gives no log-probabilities.
+
+    1 / (rank + 2): 0.5, 0.333, 0.25, ... strictly decreasing, in (0, 0.5], so the order survives and no
+    candidate claims certainty (Aesop reads scores as success probabilities).
+    """
+    if rank < 0:
+        raise ValueError("rank must be >= 0")
+    return 1.0 / (rank + 2)
+
+
+def rank_by_agreement(tactics: list[str]) -> list[ScoredTactic]:
+    """Scores for answers without log-probabilities: distinct tactics ordered by how many sampled answers
+    gave them (self-consistency), ties in sampling order, then scored by rank_score."""
+    votes: dict[str, int] = {}
+    for tactic in tactics:
+        votes[tactic] = votes.get(tactic, 0) + 1
+    order = sorted(votes, key=lambda t: -votes[t])  # sorted() is stable: ties keep first appearance
+    return [ScoredTactic(tactic, rank_score(rank)) for rank, tactic in enumerate(order)]
+
+
 def rank_candidates(candidates: Iterable[ScoredTactic]) -> list[ScoredTactic]:
     """Deduplicate by output (keeping the best score) and sort best first; ties keep sampling order."""
     best: dict[str, ScoredTactic] = {}
@@ -138,12 +200,26 @@ def completions_to_tactics(
     prefix: str = "",
     chat: bool = False,
     require_tactic_shape: bool = False,
+    whole_answers: bool = False,
 ) -> list[ScoredTactic]:
-    """Clean, score, filter, deduplicate and rank an engine's completions."""
+    """Clean, score, filter, deduplicate and rank an engine's completions.
+
+    `whole_answers`: the completions are whole chat answers from a remote API (the prefix was asked for in
+    the prompt, not continued): the tactic is extracted, must start with the prefix, and when no answer
+    carries log-probabilities the scores come from rank_by_agreement.
+    """
+    completions = list(completions)
     tactics = []
     for completion in completions:
-        tactic = clean_completion(completion.text, prefix=prefix, chat=chat)
+        if whole_answers:
+            tactic = extract_chat_tactic(completion.text) or None
+            if tactic is not None and not tactic.startswith(prefix):
+                tactic = None
+        else:
+            tactic = clean_completion(completion.text, prefix=prefix, chat=chat)
         if tactic is None or (require_tactic_shape and not looks_like_tactic(tactic)):
             continue
         tactics.append(ScoredTactic(tactic, score_from_logprob(completion.cumulative_logprob, completion.num_tokens)))
+    if whole_answers and all(c.cumulative_logprob is None for c in completions):
+        return rank_by_agreement([t.output for t in tactics])
     return rank_candidates(tactics)

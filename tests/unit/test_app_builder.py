@@ -22,7 +22,19 @@ def test_one_autoscaled_deployment_per_bundle():
         config = deployment._deployment_config
         assert config.max_ongoing_requests == bundle.max_ongoing_requests >= 64
         assert config.autoscaling_config.max_replicas == bundle.deployment.autoscaling.max_replicas
-        assert deployment.ray_actor_options["num_gpus"] == 1
+        assert deployment.ray_actor_options["num_gpus"] == (0 if bundle.is_remote else 1)
+
+
+def test_dedup_store_is_bound_only_when_a_bundle_opts_in():
+    from deployments.config import parse_app_args
+    from deployments.dedup_store import DEDUP_DEPLOYMENT_NAME
+
+    spec = {"name": "r", "engine": "openai", "model": "m", "prompt": {"chat": True}, "sampling": {"stop": []},
+            "remote": {"api_key_env": "K"}}
+    without = build_app(parse_app_args({"models": [spec]}))._bound_deployment
+    assert len(without.init_args) == 2
+    with_dedup = build_app(parse_app_args({"models": [{**spec, "dedup": {"enabled": True}}]}))._bound_deployment
+    assert with_dedup.init_args[2]._bound_deployment.name == DEDUP_DEPLOYMENT_NAME
 
 
 def test_options_carry_health_check_and_env():

@@ -25,7 +25,7 @@ CHAT_CASES = [
     ("<think>unfinished thought", ""),
     ("by_cases h : x = 0", "by_cases h : x = 0"),
     ("by simp", "simp"),
-    ("by\n  norm_num", "by"),  # a bare `by` line is not stripped into nothing
+    ("by\n  norm_num", "norm_num"),  # a bare `by` line: the tactic is on the next line
     ("1. field_simp", "field_simp"),
     ("- rw [h₀]", "rw [h₀]"),
     ("`decide`", "decide"),

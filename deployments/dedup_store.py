@@ -1,0 +1,49 @@
+"""The shared memory of cross-call deduplication: one small Serve deployment that every ingress replica
+asks, so a tactic returned through one replica is skipped by all of them.
+
+One replica on purpose (the state lives in it); its methods never await, so each call is atomic on the
+replica's event loop. If it restarts, the memory starts empty: deduplication is best effort, never a
+reason to fail a request (the ingress then returns the candidates unfiltered).
+"""
+
+from __future__ import annotations
+
+from deployments.config import AppArgs
+from deployments.log_setup import configure_logging
+from models.dedup import ReturnedTactics, dedup_key
+
+DEDUP_DEPLOYMENT_NAME = "dedup-store"
+
+
+def get_dedup_deployment_options() -> dict[str, object]:
+    return {
+        "name": DEDUP_DEPLOYMENT_NAME,
+        "num_replicas": 1,
+        # Many small calls: a high limit, so ingress replicas never queue behind each other here.
+        "max_ongoing_requests": 1024,
+        "ray_actor_options": {"num_cpus": 0.05},
+    }
+
+
+def needs_dedup_store(args: AppArgs) -> bool:
+    return any(bundle.dedup.enabled for bundle in args.models)
+
+
+class DedupStore:
+    def __init__(self, args: AppArgs):
+        configure_logging("dedup-store")
+        self._by_bundle = {
+            bundle.name: ReturnedTactics(
+                bundle.dedup.max_inputs, bundle.dedup.ttl_s, bundle.dedup.max_tactics_per_input
+            )
+            for bundle in args.models
+            if bundle.dedup.enabled
+        }
+
+    def take_new(self, bundle: str, state: str, prefix: str, tactics: list[str]) -> list[str]:
+        """The tactics of `tactics` not returned before for (bundle, state, prefix); records them."""
+        return self._by_bundle[bundle].take_new(dedup_key(state, prefix), tactics)
+
+    def sizes(self) -> dict[str, int]:
+        """Inputs remembered per bundle (for tests and debugging)."""
+        return {name: len(memory) for name, memory in self._by_bundle.items()}
