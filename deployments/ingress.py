@@ -32,6 +32,7 @@ from deployments.errors import (
     find_leanserve_error,
 )
 from deployments.log_setup import configure_logging, request_logger
+from deployments.metrics import UNKNOWN_BUNDLE, record_candidates, record_request
 from deployments.protocol import (
     Candidate,
     EncodeRequest,
@@ -115,6 +116,32 @@ async def _request_id_middleware(request: Request, call_next):
     return await call_next(request)
 
 
+METERED_ROUTES = {"/generate": "generate", "/encode": "encode"}
+
+
+@app.middleware("http")
+async def _metrics_middleware(request: Request, call_next):
+    # Every answer of a model route counts, errors included; the route sets request.state.bundle once the
+    # model name resolves (before that, e.g. a malformed body, the bundle is "unknown").
+    route = METERED_ROUTES.get(request.url.path)
+    if route is None:
+        return await call_next(request)
+    started = time.perf_counter()
+    status = 500
+    try:
+        response = await call_next(request)
+        status = response.status_code
+        return response
+    finally:
+        bundle = getattr(request.state, "bundle", UNKNOWN_BUNDLE)
+        try:
+            record_request(bundle, route, status, time.perf_counter() - started)
+        except Exception:  # metrics must never fail a request
+            request_logger(getattr(request.state, "request_id", None)).opt(exception=True).warning(
+                "could not record request metrics"
+            )
+
+
 @app.exception_handler(LeanServeError)
 async def _leanserve_error_handler(request: Request, exc: LeanServeError) -> JSONResponse:
     return _log_and_respond(request, exc)
@@ -160,6 +187,7 @@ class LeanServeIngress:
         started = time.perf_counter()
         check_generate_request(body, self.args.limits)
         bundle = self.registry.resolve(body.name)
+        request.state.bundle = bundle.name
         if body.use_reward:
             raise ScorerNotConfiguredError()
         if bundle.model is None:
@@ -173,6 +201,7 @@ class LeanServeIngress:
             chat=bundle.prompt.chat,
             require_tactic_shape=bundle.tactics.require_tactic_shape,
         )
+        record_candidates(bundle.name, len(tactics))
         request_logger(request_id).info(
             "generate model={} input_chars={} prefix_chars={} sampled={} returned={} in {:.3f}s",
             bundle.name, len(body.input), len(prefix), len(output.completions), len(tactics),
@@ -185,6 +214,7 @@ class LeanServeIngress:
         request_id = request.state.request_id
         check_input_size(body.input, self.args.limits)
         bundle = self.registry.resolve(body.name)
+        request.state.bundle = bundle.name
         if bundle.encoder is None:
             raise UnsupportedRouteError.encoding(body.name)
         vector = await self._call(self.handles[bundle.name].encode.remote(request_id, body.input))
