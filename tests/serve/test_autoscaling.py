@@ -1,0 +1,78 @@
+"""Autoscaling on a real local Ray Serve: load on a tiny vLLM bundle adds a second replica, idleness
+removes it. The delays are shortened for the test; the production defaults are in deployments/config.py."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from cluster_support import LoadGenerator, generate, replica_states, tiny_bundle_args, wait_for
+from serve_app import APP_NAME, free_port
+
+pytestmark = pytest.mark.serve
+
+# Replicas and handles report their queues every second (Serve's default is 10 s), so decisions come fast.
+FAST_METRICS_ENV = {
+    "RAY_SERVE_REPLICA_AUTOSCALING_METRIC_PUSH_INTERVAL_S": "1",
+    "RAY_SERVE_HANDLE_AUTOSCALING_METRIC_PUSH_INTERVAL_S": "1",
+}
+
+
+@pytest.fixture(scope="module")
+def scaling_app(tiny_llama):
+    import ray
+    from ray import serve
+
+    from deployments.app import build_app
+
+    args = tiny_bundle_args(
+        tiny_llama,
+        deployment={
+            "autoscaling": {
+                "min_replicas": 1,
+                "max_replicas": 2,
+                "target_ongoing_requests": 2,
+                "upscale_delay_s": 1,
+                "downscale_delay_s": 5,
+                "look_back_period_s": 11,
+            }
+        },
+    )
+    port = free_port()
+    saved = {key: os.environ.get(key) for key in FAST_METRICS_ENV}
+    os.environ.update(FAST_METRICS_ENV)  # the local Ray processes inherit the driver's environment
+    ray.init(num_cpus=2, include_dashboard=False)
+    try:
+        serve.start(http_options={"host": "127.0.0.1", "port": port})
+        serve.run(build_app(args), name=APP_NAME, route_prefix="/", blocking=False)
+        yield f"http://127.0.0.1:{port}", args.models[0].deployment_name
+    finally:
+        serve.shutdown()
+        ray.shutdown()
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def running(deployment: str) -> int:
+    return replica_states(APP_NAME, deployment).get("RUNNING", 0)
+
+
+def test_bundle_scales_out_under_load_and_back_when_idle(scaling_app):
+    url, deployment = scaling_app
+    assert generate(url).status_code == 200
+    assert replica_states(APP_NAME, deployment) == {"RUNNING": 1}
+
+    # 8 clients against a target of 2 ongoing requests per replica: Serve wants more than the max of 2.
+    with LoadGenerator(url, clients=8) as load:
+        wait_for(lambda: running(deployment) == 2, timeout_s=240, what="a second RUNNING replica under load")
+        # Both replicas serve: requests keep succeeding while the new one joins.
+        served_before = len(load.statuses)
+        wait_for(lambda: len(load.statuses) >= served_before + 8, timeout_s=120, what="requests on two replicas")
+    assert load.statuses and set(load.statuses) == {200}, f"statuses under load: {sorted(set(load.statuses))}"
+
+    wait_for(lambda: replica_states(APP_NAME, deployment) == {"RUNNING": 1}, timeout_s=120, what="scale-in to 1 replica")
+    assert generate(url).status_code == 200
