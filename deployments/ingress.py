@@ -71,6 +71,16 @@ class ModelRegistry:
         )
 
 
+SCALES_TO_ZERO = "ok (min_replicas 0: not probed)"
+
+
+def bundles_to_probe(bundles: list[BundleConfig]) -> list[str]:
+    """The bundles /health calls. A bundle allowed to scale to zero is left out: a probe is a request, so it
+    would start a replica (and wait minutes for its model) every time, and the bundle would never scale in.
+    Serve's own health checks still replace its broken replicas while it runs."""
+    return [b.name for b in bundles if b.deployment.autoscaling.min_replicas > 0]
+
+
 def error_response(error: LeanServeError) -> JSONResponse:
     headers = {}
     if error.retry_after_s is not None:
@@ -223,7 +233,7 @@ class LeanServeIngress:
     @app.get("/health")
     async def health(self) -> JSONResponse:
         """200 only when every bundle's engine answers its own health check in time."""
-        names = [b.name for b in self.args.models]
+        names = bundles_to_probe(self.args.models)
         too_slow = ServiceUnavailableError("The engine did not answer its health check in time.")
         results = await asyncio.gather(
             *(self._call(self.handles[n].health.remote(), self.args.ingress.health_timeout_s, too_slow) for n in names),
@@ -233,7 +243,8 @@ class LeanServeIngress:
             name: ("ok" if not isinstance(result, BaseException) else describe_failure(result))
             for name, result in zip(names, results)
         }
-        healthy = all(status == "ok" for status in report.values())
+        report.update({b.name: SCALES_TO_ZERO for b in self.args.models if b.name not in report})
+        healthy = all(status in ("ok", SCALES_TO_ZERO) for status in report.values())
         if healthy:
             return JSONResponse({"status": "ok", "models": report})
         return JSONResponse(

@@ -3,6 +3,8 @@ replica counts from serve.status(), bounded polling, and load from concurrent Le
 
 from __future__ import annotations
 
+import contextlib
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -13,6 +15,28 @@ import httpx
 from deployments.config import AppArgs
 from serve_app import GENERATOR
 from support import LEANCOPILOT_HEADERS, lean_goals, leancopilot_bytes
+
+
+# Replicas and handles report their queues every second (Serve's default is 10 s), so decisions come fast.
+FAST_AUTOSCALING_METRICS_ENV = {
+    "RAY_SERVE_REPLICA_AUTOSCALING_METRIC_PUSH_INTERVAL_S": "1",
+    "RAY_SERVE_HANDLE_AUTOSCALING_METRIC_PUSH_INTERVAL_S": "1",
+}
+
+
+@contextlib.contextmanager
+def environment(values: dict[str, str]):
+    """Set variables for the block; a local Ray started inside it inherits them."""
+    saved = {key: os.environ.get(key) for key in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 def tiny_bundle_args(tiny_llama, *, deployment: dict[str, Any] | None = None, ingress: dict[str, Any] | None = None) -> AppArgs:

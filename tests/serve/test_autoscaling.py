@@ -3,20 +3,20 @@ removes it. The delays are shortened for the test; the production defaults are i
 
 from __future__ import annotations
 
-import os
-
 import pytest
 
-from cluster_support import LoadGenerator, generate, replica_states, tiny_bundle_args, wait_for
+from cluster_support import (
+    FAST_AUTOSCALING_METRICS_ENV,
+    LoadGenerator,
+    environment,
+    generate,
+    replica_states,
+    tiny_bundle_args,
+    wait_for,
+)
 from serve_app import APP_NAME, free_port
 
 pytestmark = pytest.mark.serve
-
-# Replicas and handles report their queues every second (Serve's default is 10 s), so decisions come fast.
-FAST_METRICS_ENV = {
-    "RAY_SERVE_REPLICA_AUTOSCALING_METRIC_PUSH_INTERVAL_S": "1",
-    "RAY_SERVE_HANDLE_AUTOSCALING_METRIC_PUSH_INTERVAL_S": "1",
-}
 
 
 @pytest.fixture(scope="module")
@@ -40,21 +40,15 @@ def scaling_app(tiny_llama):
         },
     )
     port = free_port()
-    saved = {key: os.environ.get(key) for key in FAST_METRICS_ENV}
-    os.environ.update(FAST_METRICS_ENV)  # the local Ray processes inherit the driver's environment
-    ray.init(num_cpus=2, include_dashboard=False)
-    try:
-        serve.start(http_options={"host": "127.0.0.1", "port": port})
-        serve.run(build_app(args), name=APP_NAME, route_prefix="/", blocking=False)
-        yield f"http://127.0.0.1:{port}", args.models[0].deployment_name
-    finally:
-        serve.shutdown()
-        ray.shutdown()
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
+    with environment(FAST_AUTOSCALING_METRICS_ENV):
+        ray.init(num_cpus=2, include_dashboard=False)
+        try:
+            serve.start(http_options={"host": "127.0.0.1", "port": port})
+            serve.run(build_app(args), name=APP_NAME, route_prefix="/", blocking=False)
+            yield f"http://127.0.0.1:{port}", args.models[0].deployment_name
+        finally:
+            serve.shutdown()
+            ray.shutdown()
 
 
 def running(deployment: str) -> int:

@@ -92,3 +92,13 @@ def test_tensor_parallel_uses_rays_executor():
     args = build_engine_args(bundle(engine_args={"tensor_parallel_size": 2}, deployment={"num_gpus": 2}))
     assert args.distributed_executor_backend == "ray" and args.tensor_parallel_size == 2
     assert build_engine_args(bundle()).distributed_executor_backend is None
+
+
+def test_health_leaves_out_bundles_that_may_scale_to_zero():
+    from deployments.ingress import bundles_to_probe
+
+    kept = bundle(deployment={"autoscaling": {"min_replicas": 1}})
+    on_demand = BundleConfig.model_validate(
+        {"name": "z", "model": "m", "deployment": {"autoscaling": {"min_replicas": 0, "max_replicas": 2}}}
+    )
+    assert bundles_to_probe([kept, on_demand]) == ["b"]
