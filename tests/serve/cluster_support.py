@@ -80,12 +80,17 @@ def wait_for(predicate: Callable[[], Any], timeout_s: float, what: str, period_s
     raise AssertionError(f"timed out after {timeout_s:.0f}s waiting for {what}; last: {last!r}")
 
 
+def report_figure(name: str, seconds: float) -> None:
+    """A measured duration, printed for the issue's notes (`pytest -s`); never asserted (timings are noisy here)."""
+    print(f"\nFIGURE {name}: {seconds:.1f} s")
+
+
 def replica_states(app_name: str, deployment_name: str) -> dict[str, int]:
     """Replica counts by state ("RUNNING", "STARTING", ...) as Serve's controller reports them."""
     from ray import serve
 
     status = serve.status().applications[app_name].deployments[deployment_name]
-    return {str(getattr(state, "value", state)): count for state, count in status.replica_states.items()}
+    return {str(getattr(state, "value", state)): count for state, count in status.replica_states.items() if count}
 
 
 def generate(url: str, timeout_s: float = 60, **payload: Any) -> httpx.Response:

@@ -3,12 +3,15 @@ removes it. The delays are shortened for the test; the production defaults are i
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from cluster_support import (
     FAST_AUTOSCALING_METRICS_ENV,
     LoadGenerator,
     environment,
+    report_figure,
     generate,
     replica_states,
     tiny_bundle_args,
@@ -62,11 +65,15 @@ def test_bundle_scales_out_under_load_and_back_when_idle(scaling_app):
 
     # 8 clients against a target of 2 ongoing requests per replica: Serve wants more than the max of 2.
     with LoadGenerator(url, clients=8) as load:
+        started = time.monotonic()
         wait_for(lambda: running(deployment) == 2, timeout_s=240, what="a second RUNNING replica under load")
+        report_figure("load -> 2 RUNNING replicas (tiny vLLM engine start included)", time.monotonic() - started)
         # Both replicas serve: requests keep succeeding while the new one joins.
         served_before = len(load.statuses)
         wait_for(lambda: len(load.statuses) >= served_before + 8, timeout_s=120, what="requests on two replicas")
     assert load.statuses and set(load.statuses) == {200}, f"statuses under load: {sorted(set(load.statuses))}"
 
+    idle = time.monotonic()
     wait_for(lambda: replica_states(APP_NAME, deployment) == {"RUNNING": 1}, timeout_s=120, what="scale-in to 1 replica")
+    report_figure("idle -> 1 replica (downscale_delay_s 5)", time.monotonic() - idle)
     assert generate(url).status_code == 200

@@ -7,9 +7,11 @@ worker node, as a GPU bundle can only run on a GPU node. The HTTP proxy and the 
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
-from cluster_support import generate, tiny_bundle_args, wait_for
+from cluster_support import generate, report_figure, tiny_bundle_args, wait_for
 from serve_app import APP_NAME, free_port
 
 pytestmark = pytest.mark.serve
@@ -68,8 +70,10 @@ def test_bundle_runs_where_its_resource_is_and_survives_node_loss(cluster, tiny_
     (first_node,) = replica_node_ids(deployment)
     assert first_node in worker_ids, "the bundle must run on a node with its resource, not on the head"
 
+    lost = time.monotonic()
     local.remove_node(worker_ids[first_node])
     # Serve notices the dead replica and starts a new one on the node that still has the resource.
     wait_for(lambda: generate(url, timeout_s=30).status_code == 200, timeout_s=300, what="/generate 200 after node loss")
+    report_figure("node lost -> /generate 200 again (tiny vLLM engine start included)", time.monotonic() - lost)
     (survivor,) = set(worker_ids) - {first_node}
     assert replica_node_ids(deployment) == {survivor}
