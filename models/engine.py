@@ -42,6 +42,14 @@ class EngineOutput:
     prompt_tokens: int = 0
 
 
+@dataclass(frozen=True)
+class EngineLoad:
+    """The engine's own queue, for metrics: requests in the running batch and requests waiting for it."""
+
+    running: int = 0
+    waiting: int = 0
+
+
 @runtime_checkable
 class GenerationEngine(Protocol):
     """An engine. `start` loads it; cancelling `generate` must abort the request inside the engine."""
@@ -55,6 +63,9 @@ class GenerationEngine(Protocol):
         """Raise if the engine can no longer serve (the replica is then replaced)."""
 
     async def num_unfinished_requests(self) -> int: ...
+
+    def load(self) -> EngineLoad:
+        """Running and waiting requests as the engine's scheduler last reported them."""
 
     def shutdown(self) -> None: ...
 

@@ -23,7 +23,7 @@ from deployments.errors import (
     LeanServeError,
     ServiceUnavailableError,
 )
-from models.engine import ChatMessages, Completion, EngineOutput, SamplingRequest
+from models.engine import ChatMessages, Completion, EngineLoad, EngineOutput, SamplingRequest
 
 if TYPE_CHECKING:
     from deployments.config import BundleConfig
@@ -178,6 +178,10 @@ class RemoteChatEngine(ABC):
 
     async def num_unfinished_requests(self) -> int:
         return self._running
+
+    def load(self) -> EngineLoad:
+        # The API's own queue is invisible from here: every call in flight counts as running.
+        return EngineLoad(running=self._running)
 
     def shutdown(self) -> None:
         close = getattr(self, "_close", None)

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from loguru import logger
 
 from deployments.errors import InputTooLargeError, InvalidRequestError, ServiceUnavailableError
-from models.engine import Completion, EngineOutput, SamplingRequest
+from models.engine import Completion, EngineLoad, EngineOutput, SamplingRequest
 
 if TYPE_CHECKING:
     from deployments.config import BundleConfig
@@ -29,6 +29,7 @@ from vllm.exceptions import VLLMClientError  # noqa: E402
 from vllm.usage.usage_lib import UsageContext  # noqa: E402
 from vllm.v1.engine.async_llm import AsyncLLM  # noqa: E402
 from vllm.v1.engine.exceptions import EngineDeadError  # noqa: E402
+from vllm.v1.metrics.loggers import StatLoggerBase  # noqa: E402
 
 __all__ = ["EngineDeadError", "VLLMEngine", "build_engine_args"]
 
@@ -56,6 +57,9 @@ def build_engine_args(bundle: BundleConfig) -> AsyncEngineArgs:
     }
     if cfg.gpu_memory_utilization is not None:
         kwargs["gpu_memory_utilization"] = cfg.gpu_memory_utilization
+    if cfg.tensor_parallel_size > 1:
+        # One Ray worker per GPU, inside the replica's placement group (deployments/scaling.py builds it).
+        kwargs["distributed_executor_backend"] = "ray"
     known = {f.name for f in dataclasses.fields(AsyncEngineArgs)}
     unknown = sorted(set(cfg.extra) - known)
     if unknown:
@@ -78,6 +82,20 @@ def to_sampling_params(sampling: SamplingRequest) -> SamplingParams:
     )
 
 
+class _SchedulerLoadLogger(StatLoggerBase):
+    """Keeps the scheduler's last running/waiting counts (vLLM calls `record` after each engine step)."""
+
+    def __init__(self, vllm_config: Any, engine_index: int = 0):
+        self.load = EngineLoad()
+
+    def record(self, scheduler_stats, iteration_stats, mm_cache_stats=None, engine_idx: int = 0) -> None:
+        if scheduler_stats is not None:
+            self.load = EngineLoad(scheduler_stats.num_running_reqs, scheduler_stats.num_waiting_reqs)
+
+    def log_engine_initialized(self) -> None:
+        pass
+
+
 class VLLMEngine:
     """A started vLLM AsyncLLM behind the GenerationEngine interface."""
 
@@ -85,11 +103,19 @@ class VLLMEngine:
         self._args = build_engine_args(bundle)
         self._name = bundle.name
         self._engine: AsyncLLM | None = None
+        self._load_logger: _SchedulerLoadLogger | None = None
+
+    def _make_load_logger(self, vllm_config: Any, engine_index: int) -> _SchedulerLoadLogger:
+        self._load_logger = _SchedulerLoadLogger(vllm_config, engine_index)
+        return self._load_logger
 
     async def start(self) -> None:
         started = time.perf_counter()
         # OPENAI_API_SERVER: the serving context; the default caps max_num_seqs and batched tokens lower.
-        self._engine = AsyncLLM.from_engine_args(self._args, usage_context=UsageContext.OPENAI_API_SERVER)
+        # Our stat logger alone (vLLM's own logging and Prometheus loggers stay off) feeds `load()`.
+        self._engine = AsyncLLM.from_engine_args(
+            self._args, usage_context=UsageContext.OPENAI_API_SERVER, stat_loggers=[self._make_load_logger]
+        )
         logger.info("vLLM engine for {} started in {:.1f}s", self._name, time.perf_counter() - started)
 
     async def generate(self, prompt: str, sampling: SamplingRequest, request_id: str) -> EngineOutput:
@@ -124,6 +150,12 @@ class VLLMEngine:
 
     async def num_unfinished_requests(self) -> int:
         return self._engine.get_num_unfinished_requests()
+
+    def load(self) -> EngineLoad:
+        # The scheduler reports only while it steps: once nothing is unfinished, its last report is stale.
+        if self._engine is None or self._load_logger is None or self._engine.get_num_unfinished_requests() == 0:
+            return EngineLoad()
+        return self._load_logger.load
 
     def shutdown(self) -> None:
         if self._engine is not None:

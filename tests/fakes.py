@@ -12,7 +12,7 @@ from pathlib import Path
 
 from deployments.config import BundleConfig
 from deployments.errors import ServiceUnavailableError
-from models.engine import Completion, EngineOutput, SamplingRequest
+from models.engine import Completion, EngineLoad, EngineOutput, SamplingRequest
 
 FLAGS_ENV = "LEANSERVE_FAKE_FLAGS"
 
@@ -54,6 +54,9 @@ class FakeEngine:
 
     async def num_unfinished_requests(self) -> int:
         return self.running
+
+    def load(self) -> EngineLoad:
+        return EngineLoad(running=self.running)
 
     def shutdown(self) -> None:
         pass

@@ -16,7 +16,7 @@ def serve_app(tiny_llama, tiny_encoder):
 
     args = build_test_app_args(tiny_llama, tiny_encoder)
     port = free_port()
-    ray.init(num_cpus=2, include_dashboard=False)
+    ray.init(address="local", num_cpus=2, include_dashboard=False)
     try:
         serve.start(http_options={"host": "127.0.0.1", "port": port})
         serve.run(build_app(args), name=APP_NAME, route_prefix="/", blocking=False)

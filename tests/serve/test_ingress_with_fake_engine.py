@@ -40,7 +40,9 @@ def fake_app(tmp_path_factory):
     # The replicas cannot import the tests folder: ship the fake engine's module by value.
     cloudpickle.register_pickle_by_value(fakes)
     port = free_port()
-    ray.init(num_cpus=2, include_dashboard=False, runtime_env={"env_vars": {FLAGS_ENV: str(flags)}})
+    ray.init(
+        address="local", num_cpus=2, include_dashboard=False, runtime_env={"env_vars": {FLAGS_ENV: str(flags)}}
+    )
     try:
         serve.start(http_options={"host": "127.0.0.1", "port": port})
         serve.run(bind_app(args, engine_factory=FakeEngine), name="fake", route_prefix="/", blocking=False)
