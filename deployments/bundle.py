@@ -18,8 +18,10 @@ from deployments.config import BundleConfig, EncoderConfig
 from deployments.errors import UnsupportedRouteError
 from deployments.log_setup import configure_logging
 from deployments.validation import resolve_sampling
-from models.engine import EngineOutput, GenerationEngine, TextEncoder
-from models.prompts import PromptBuilder, load_chat_renderer
+from models.engine import ChatEngine, EngineOutput, GenerationEngine, PrefixForcingEngine, SamplingRequest, TextEncoder
+from models.engine_factory import make_engine
+from models.prompts import ChatRenderer, PromptBuilder, load_chat_renderer
+from models.whole_proof import whole_proof_messages
 
 EngineFactory = Callable[[BundleConfig], GenerationEngine]
 EncoderFactory = Callable[[EncoderConfig], TextEncoder]
@@ -36,10 +38,19 @@ class TacticRequest:
     max_tokens: int | None = None
 
 
-def _default_engine_factory(config: BundleConfig) -> GenerationEngine:
-    from models.vllm_engine import VLLMEngine  # lazy: the only path that imports vLLM
+@dataclass(frozen=True)
+class ProofRequest:
+    """What the ingress asks of a whole-proof bundle."""
 
-    return VLLMEngine(config)
+    request_id: str
+    theorem: str
+    problem: str = ""
+    n: int | None = None
+    max_tokens: int | None = None
+
+
+def _default_engine_factory(config: BundleConfig) -> GenerationEngine:
+    return make_engine(config)  # lazy imports per engine kind: vLLM only for vLLM bundles
 
 
 def _default_encoder_factory(config: EncoderConfig) -> TextEncoder:
@@ -51,7 +62,10 @@ def _default_encoder_factory(config: EncoderConfig) -> TextEncoder:
 # A short real state: the first requests of a fresh CPU engine are slow (seconds), so the replica
 # sends these before it reports ready rather than making the first user wait.
 WARMUP_STATE = "x : ℕ\nh₀ : x + 1 = 2\n⊢ x = 1"
+WARMUP_THEOREM = "theorem warmup (x : ℕ) (h₀ : x + 1 = 2) : x = 1 := by\n  sorry"
 WARMUP_REQUESTS = 2
+# Warm-up compiles and fills caches; it need not sample a whole proof's thousands of tokens.
+WARMUP_MAX_TOKENS = 128
 
 
 class BundleServer:
@@ -68,10 +82,17 @@ class BundleServer:
         started = time.perf_counter()
         self.engine: GenerationEngine | None = None
         self.prompts: PromptBuilder | None = None
+        self.proof_renderer: ChatRenderer | None = None
         if config.model is not None:
-            chat_renderer = load_chat_renderer(config.tokenizer or config.model) if config.prompt.chat else None
-            self.prompts = PromptBuilder(config.prompt, chat_renderer)
             self.engine = (engine_factory or _default_engine_factory)(config)
+            # Chat engines take the turns themselves; the others get them rendered by the model's chat template.
+            needs_template = not isinstance(self.engine, ChatEngine)
+            chat_renderer = None
+            if needs_template and (config.prompt.chat or config.task == "whole_proof"):
+                chat_renderer = load_chat_renderer(config.tokenizer or config.model)
+            self.prompts = PromptBuilder(config.prompt, chat_renderer if config.prompt.chat else None)
+            if config.task == "whole_proof":
+                self.proof_renderer = chat_renderer
             await self.engine.start()
             await self._warm_up()
         self.encoder: TextEncoder | None = None
@@ -83,26 +104,61 @@ class BundleServer:
 
     async def _warm_up(self) -> None:
         started = time.perf_counter()
-        sampling = resolve_sampling(self.config.sampling, None, None)
+        max_tokens = min(self.config.sampling.max_tokens, WARMUP_MAX_TOKENS)
+        sampling = resolve_sampling(self.config.sampling, None, max_tokens)
         for i in range(WARMUP_REQUESTS):
-            await self.engine.generate(self.prompts.build(WARMUP_STATE), sampling, f"warmup-{i}-{id(self)}")
+            request_id = f"warmup-{i}-{id(self)}"
+            if self.config.task == "whole_proof":
+                await self._run_proof(ProofRequest(request_id, WARMUP_THEOREM), sampling)
+            else:
+                await self.engine.generate(self.prompts.build(WARMUP_STATE), sampling, request_id)
         logger.info("engine warm-up took {:.1f}s", time.perf_counter() - started)
 
     async def generate(self, request: TacticRequest) -> EngineOutput:
+        if self.config.task == "whole_proof":
+            raise UnsupportedRouteError.tactic_generation(self.config.name)
         if self.engine is None or self.prompts is None:
             raise UnsupportedRouteError.generation(self.config.name)
         log = logger.bind(request_id=request.request_id)
         sampling = resolve_sampling(self.config.sampling, request.n, request.max_tokens)
-        prompt = self.prompts.build(request.state, request.prefix)
-        log.debug("prompt: {!r}", prompt)
         started = time.perf_counter()
-        output = await self.engine.generate(prompt, sampling, request.request_id)
+        if request.prefix and isinstance(self.engine, PrefixForcingEngine):
+            # Encoder-decoder: the state is the encoder's input, the prefix the start of the decoder's output.
+            prompt = self.prompts.build(request.state)
+            log.debug("prompt: {!r} forced prefix: {!r}", prompt, request.prefix)
+            output = await self.engine.generate_with_prefix(prompt, request.prefix, sampling, request.request_id)
+        else:
+            prompt = self.prompts.build(request.state, request.prefix)
+            log.debug("prompt: {!r}", prompt)
+            output = await self.engine.generate(prompt, sampling, request.request_id)
         elapsed = time.perf_counter() - started
         generated = sum(c.num_tokens for c in output.completions)
         log.info(
             "generated n={} prompt_tokens={} tokens={} in {:.3f}s", sampling.n, output.prompt_tokens, generated, elapsed
         )
         return output
+
+    async def prove(self, request: ProofRequest) -> EngineOutput:
+        """Complete proofs of a theorem (raw completions; the ingress extracts and ranks the proofs)."""
+        if self.engine is None or self.config.task != "whole_proof":
+            raise UnsupportedRouteError.proving(self.config.name)
+        sampling = resolve_sampling(self.config.sampling, request.n, request.max_tokens)
+        started = time.perf_counter()
+        output = await self._run_proof(request, sampling)
+        generated = sum(c.num_tokens for c in output.completions)
+        logger.bind(request_id=request.request_id).info(
+            "proved n={} prompt_tokens={} tokens={} in {:.3f}s",
+            sampling.n, output.prompt_tokens, generated, time.perf_counter() - started,
+        )
+        return output
+
+    async def _run_proof(self, request: ProofRequest, sampling: SamplingRequest) -> EngineOutput:
+        preset = self.config.whole_proof_settings.preset
+        messages = whole_proof_messages(preset, request.theorem, request.problem)
+        if isinstance(self.engine, ChatEngine):
+            return await self.engine.generate_chat(messages, sampling, request.request_id)
+        assert self.proof_renderer is not None
+        return await self.engine.generate(self.proof_renderer(messages), sampling, request.request_id)
 
     async def encode(self, request_id: str, text: str) -> list[float]:
         if self.encoder is None:

@@ -30,6 +30,9 @@ class Completion:
     num_tokens: int
     # "stop" (a stop string or EOS) or "length" (cut at max_tokens); None if the engine does not say.
     finish_reason: str | None = None
+    # The engine's own probability in [0, 1], where the model's convention is not exp(mean token log-prob):
+    # beam search scores exp(sequence log-prob), as LeanCopilot does. None: scored from the log-prob.
+    score: float | None = None
 
 
 @dataclass(frozen=True)
@@ -52,6 +55,25 @@ class GenerationEngine(Protocol):
     async def num_unfinished_requests(self) -> int: ...
 
     def shutdown(self) -> None: ...
+
+
+@runtime_checkable
+class PrefixForcingEngine(Protocol):
+    """An encoder-decoder engine: the prompt goes to the encoder and the prefix is forced on the decoder,
+    so the prefix cannot simply be appended to the prompt as for a decoder-only model."""
+
+    async def generate_with_prefix(
+        self, prompt: str, prefix: str, sampling: SamplingRequest, request_id: str
+    ) -> EngineOutput: ...
+
+
+@runtime_checkable
+class ChatEngine(Protocol):
+    """An engine that takes chat turns itself (a remote chat API) rather than a prompt rendered here."""
+
+    async def generate_chat(
+        self, messages: list[dict[str, str]], sampling: SamplingRequest, request_id: str
+    ) -> EngineOutput: ...
 
 
 @runtime_checkable

@@ -145,5 +145,8 @@ def completions_to_tactics(
         tactic = clean_completion(completion.text, prefix=prefix, chat=chat)
         if tactic is None or (require_tactic_shape and not looks_like_tactic(tactic)):
             continue
-        tactics.append(ScoredTactic(tactic, score_from_logprob(completion.cumulative_logprob, completion.num_tokens)))
+        score = completion.score
+        if score is None:
+            score = score_from_logprob(completion.cumulative_logprob, completion.num_tokens)
+        tactics.append(ScoredTactic(tactic, score))
     return rank_candidates(tactics)
