@@ -198,14 +198,12 @@ class TransformersEngine:
 
     def _completion(self, token_ids, logprobs, stop: tuple[str, ...], beam: bool) -> Completion:
         tokenizer = self.tokenizer
-        eos, pad = tokenizer.eos_token_id, tokenizer.pad_token_id
+        eos = tokenizer.eos_token_id
         kept: list[tuple[int, float]] = []
         ended = False
-        # A sequence that ended before the longest one is padded; its EOS counts (LeanCopilot's scores include it).
+        # A sequence that ended before the longest one is padded after its EOS; its EOS counts (LeanCopilot's
+        # scores include it). A generated pad token is a token like any other (random models emit them).
         for token, logprob in zip(token_ids.tolist(), logprobs.tolist()):
-            if token == pad and pad != eos:
-                ended = True
-                break
             kept.append((token, logprob))
             if token == eos:
                 ended = True
