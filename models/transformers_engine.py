@@ -55,6 +55,7 @@ class TransformersEngine:
         # One worker: torch already uses every core for one generate call; two would only contend.
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"transformers-{bundle.name}")
         self._unfinished = 0
+        self._cancel_events: set[threading.Event] = set()
         self._closed = False
         self.model: Any = None
         self.tokenizer: Any = None
@@ -103,6 +104,8 @@ class TransformersEngine:
 
     def shutdown(self) -> None:
         self._closed = True
+        for event in list(self._cancel_events):  # the running generate stops at its next step
+            event.set()
         self._executor.shutdown(wait=False, cancel_futures=True)
 
     # -- generation ------------------------------------------------------------------------------------------
@@ -118,6 +121,7 @@ class TransformersEngine:
         if self._closed:
             raise ServiceUnavailableError("The model's engine stopped; its replica is being replaced.")
         cancelled = threading.Event()
+        self._cancel_events.add(cancelled)
         self._unfinished += 1
         try:
             loop = asyncio.get_running_loop()
@@ -129,6 +133,7 @@ class TransformersEngine:
             raise
         finally:
             self._unfinished -= 1
+            self._cancel_events.discard(cancelled)
 
     def _generate(self, prompt: str, prefix: str, sampling: SamplingRequest, cancelled: threading.Event) -> EngineOutput:
         import torch
