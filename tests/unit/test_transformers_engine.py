@@ -97,6 +97,11 @@ def test_decoder_only_models_sample_n_and_score_like_vllm(tiny_llama):
             # No EOS in this tiny model: every candidate runs to max_tokens; the score is left to the ingress.
             assert completion.num_tokens == 6 and completion.finish_reason == "length"
             assert completion.score is None and completion.cumulative_logprob < 0
+        # Stop strings end a candidate early; the text never holds one.
+        stopping = SamplingRequest(n=4, temperature=1.0, top_p=1.0, max_tokens=40, stop=("a", "e", "\n"))
+        for completion in asyncio.run(engine.generate(STATE, stopping, "r7")).completions:
+            assert not set(completion.text) & {"a", "e", "\n"}
+            assert completion.finish_reason == "stop" or completion.num_tokens == 40
     finally:
         engine.shutdown()
 
