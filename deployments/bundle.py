@@ -86,7 +86,7 @@ class BundleServer:
         if config.model is not None:
             self.engine = (engine_factory or _default_engine_factory)(config)
             # Chat engines take the turns themselves; the others get them rendered by the model's chat template.
-            needs_template = not isinstance(self.engine, ChatEngine)
+            needs_template = not self._takes_chat_messages()
             chat_renderer = None
             if needs_template and (config.prompt.chat or config.task == "whole_proof"):
                 chat_renderer = load_chat_renderer(config.tokenizer or config.model)
@@ -157,8 +157,14 @@ class BundleServer:
         messages = whole_proof_messages(preset, request.theorem, request.problem)
         if isinstance(self.engine, ChatEngine):
             return await self.engine.generate_chat(messages, sampling, request.request_id)
+        if self._takes_chat_messages():  # remote chat APIs take the turns through generate() itself
+            return await self.engine.generate(messages, sampling, request.request_id)
         assert self.proof_renderer is not None
         return await self.engine.generate(self.proof_renderer(messages), sampling, request.request_id)
+
+    def _takes_chat_messages(self) -> bool:
+        # `is_remote` marks bundles whose engines are chat APIs (the remote backends of issue 4).
+        return isinstance(self.engine, ChatEngine) or bool(getattr(self.config, "is_remote", False))
 
     async def encode(self, request_id: str, text: str) -> list[float]:
         if self.encoder is None:
