@@ -19,8 +19,17 @@ from deployments.errors import ServiceUnavailableError, UnsupportedRouteError
 from deployments.log_setup import configure_logging
 from deployments.metrics import record_engine_load, record_tokens
 from deployments.validation import resolve_sampling
-from models.engine import EngineOutput, GenerationEngine, TextEncoder, engine_not_ready_reason
-from models.prompts import PromptBuilder, load_chat_renderer
+from models.engine import (
+    EngineOutput,
+    GenerationEngine,
+    PrefixForcingEngine,
+    SamplingRequest,
+    TextEncoder,
+    engine_not_ready_reason,
+)
+from models.engine_factory import make_engine
+from models.prompts import ChatRenderer, PromptBuilder, load_chat_renderer
+from models.whole_proof import whole_proof_messages
 
 EngineFactory = Callable[[BundleConfig], GenerationEngine]
 EncoderFactory = Callable[[EncoderConfig], TextEncoder]
@@ -37,10 +46,19 @@ class TacticRequest:
     max_tokens: int | None = None
 
 
-def _default_engine_factory(config: BundleConfig) -> GenerationEngine:
-    from models.engine_factory import make_engine  # lazy per engine kind: only vLLM bundles import vLLM
+@dataclass(frozen=True)
+class ProofRequest:
+    """What the ingress asks of a whole-proof bundle."""
 
-    return make_engine(config)
+    request_id: str
+    theorem: str
+    problem: str = ""
+    n: int | None = None
+    max_tokens: int | None = None
+
+
+def _default_engine_factory(config: BundleConfig) -> GenerationEngine:
+    return make_engine(config)  # lazy imports per engine kind: vLLM only for vLLM bundles
 
 
 def _default_encoder_factory(config: EncoderConfig) -> TextEncoder:
@@ -52,9 +70,12 @@ def _default_encoder_factory(config: EncoderConfig) -> TextEncoder:
 # A short real state: the first requests of a fresh CPU engine are slow (seconds), so the replica
 # sends these before it reports ready rather than making the first user wait.
 WARMUP_STATE = "x : ℕ\nh₀ : x + 1 = 2\n⊢ x = 1"
+WARMUP_THEOREM = "theorem warmup (x : ℕ) (h₀ : x + 1 = 2) : x = 1 := by\n  sorry"
 WARMUP_REQUESTS = 2
 # How often a replica publishes its engine's running/waiting requests (Ray exports metrics every few seconds).
 ENGINE_LOAD_PERIOD_S = 2.0
+# Warm-up compiles and fills caches; it need not sample a whole proof's thousands of tokens.
+WARMUP_MAX_TOKENS = 128
 
 
 class BundleServer:
@@ -71,12 +92,18 @@ class BundleServer:
         started = time.perf_counter()
         self.engine: GenerationEngine | None = None
         self.prompts: PromptBuilder | None = None
+        self.proof_renderer: ChatRenderer | None = None
         if config.model is not None:
-            # Remote APIs take the chat messages themselves: no local tokenizer, no chat template.
-            local_chat = config.prompt.chat and not config.is_remote
-            chat_renderer = load_chat_renderer(config.tokenizer or config.model) if local_chat else None
-            self.prompts = PromptBuilder(config.prompt, chat_renderer, messages_only=config.is_remote)
             self.engine = (engine_factory or _default_engine_factory)(config)
+            # Remote chat APIs take the turns themselves; local models get them rendered by their chat template.
+            chat_renderer = None
+            if not config.is_remote and (config.prompt.chat or config.task == "whole_proof"):
+                chat_renderer = load_chat_renderer(config.tokenizer or config.model)
+            self.prompts = PromptBuilder(
+                config.prompt, chat_renderer if config.prompt.chat else None, messages_only=config.is_remote
+            )
+            if config.task == "whole_proof":
+                self.proof_renderer = chat_renderer
             await self.engine.start()
             if not config.is_remote:  # a remote warm-up call costs money and proves nothing about this replica
                 await self._warm_up()
@@ -90,9 +117,14 @@ class BundleServer:
 
     async def _warm_up(self) -> None:
         started = time.perf_counter()
-        sampling = resolve_sampling(self.config.sampling, None, None)
+        max_tokens = min(self.config.sampling.max_tokens, WARMUP_MAX_TOKENS)
+        sampling = resolve_sampling(self.config.sampling, None, max_tokens)
         for i in range(WARMUP_REQUESTS):
-            await self.engine.generate(self.prompts.build(WARMUP_STATE), sampling, f"warmup-{i}-{id(self)}")
+            request_id = f"warmup-{i}-{id(self)}"
+            if self.config.task == "whole_proof":
+                await self._run_proof(ProofRequest(request_id, WARMUP_THEOREM), sampling)
+            else:
+                await self.engine.generate(self.prompts.build(WARMUP_STATE), sampling, request_id)
         logger.info("engine warm-up took {:.1f}s", time.perf_counter() - started)
 
     async def _report_engine_load(self) -> None:
@@ -105,17 +137,27 @@ class BundleServer:
             await asyncio.sleep(ENGINE_LOAD_PERIOD_S)
 
     async def generate(self, request: TacticRequest) -> EngineOutput:
+        if self.config.task == "whole_proof":
+            raise UnsupportedRouteError.tactic_generation(self.config.name)
         if self.engine is None or self.prompts is None:
             raise UnsupportedRouteError.generation(self.config.name)
         log = logger.bind(request_id=request.request_id)
         sampling = resolve_sampling(self.config.sampling, request.n, request.max_tokens)
+        started = time.perf_counter()
         if self.config.is_remote:
+            # Remote chat APIs take the turns; the prefix is asked for in the user turn.
             prompt = self.prompts.build_messages(request.state, request.prefix)
+            log.debug("prompt: {!r}", prompt)
+            output = await self.engine.generate(prompt, sampling, request.request_id)
+        elif request.prefix and isinstance(self.engine, PrefixForcingEngine):
+            # Encoder-decoder: the state is the encoder's input, the prefix the start of the decoder's output.
+            prompt = self.prompts.build(request.state)
+            log.debug("prompt: {!r} forced prefix: {!r}", prompt, request.prefix)
+            output = await self.engine.generate_with_prefix(prompt, request.prefix, sampling, request.request_id)
         else:
             prompt = self.prompts.build(request.state, request.prefix)
-        log.debug("prompt: {!r}", prompt)
-        started = time.perf_counter()
-        output = await self.engine.generate(prompt, sampling, request.request_id)
+            log.debug("prompt: {!r}", prompt)
+            output = await self.engine.generate(prompt, sampling, request.request_id)
         elapsed = time.perf_counter() - started
         generated = sum(c.num_tokens for c in output.completions)
         record_tokens(self.config.name, generated)
@@ -123,6 +165,28 @@ class BundleServer:
             "generated n={} prompt_tokens={} tokens={} in {:.3f}s", sampling.n, output.prompt_tokens, generated, elapsed
         )
         return output
+
+    async def prove(self, request: ProofRequest) -> EngineOutput:
+        """Complete proofs of a theorem (raw completions; the ingress extracts and ranks the proofs)."""
+        if self.engine is None or self.config.task != "whole_proof":
+            raise UnsupportedRouteError.proving(self.config.name)
+        sampling = resolve_sampling(self.config.sampling, request.n, request.max_tokens)
+        started = time.perf_counter()
+        output = await self._run_proof(request, sampling)
+        generated = sum(c.num_tokens for c in output.completions)
+        logger.bind(request_id=request.request_id).info(
+            "proved n={} prompt_tokens={} tokens={} in {:.3f}s",
+            sampling.n, output.prompt_tokens, generated, time.perf_counter() - started,
+        )
+        return output
+
+    async def _run_proof(self, request: ProofRequest, sampling: SamplingRequest) -> EngineOutput:
+        preset = self.config.whole_proof_settings.preset
+        messages = whole_proof_messages(preset, request.theorem, request.problem)
+        if self.config.is_remote:  # remote chat APIs take the turns through generate() itself
+            return await self.engine.generate(messages, sampling, request.request_id)
+        assert self.proof_renderer is not None
+        return await self.engine.generate(self.proof_renderer(messages), sampling, request.request_id)
 
     async def encode(self, request_id: str, text: str) -> list[float]:
         if self.encoder is None:

@@ -14,6 +14,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from deployments.remote_config import REMOTE_ENGINES, CrossCallDedupConfig, RemoteEngineConfig
+from models.whole_proof import DEFAULT_PRESET, PresetName
 
 DEFAULT_HTTP_HOST = "127.0.0.1"
 DEFAULT_HTTP_PORT = 23337  # LeanCopilot's default port for external models
@@ -186,6 +187,33 @@ class EncoderConfig(StrictModel):
         return resolve_local_path(value)
 
 
+class TransformersEngineConfig(StrictModel):
+    """Settings of the transformers engine (`engine: transformers`): LeanCopilot's ByT5 models, or any
+    decoder-only model where vLLM is not installed. Generation runs one request at a time, off the event loop."""
+
+    device: str = Field(default="auto", description="auto (CUDA if present), cpu, cuda, cuda:1, ...")
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
+        default="auto", description="Weights dtype; auto: float32 on CPU, the checkpoint's on GPU."
+    )
+    decoding: Literal["beam_search", "sampling"] | None = Field(
+        default=None, description="None: beam search for encoder-decoders (as LeanCopilot), sampling for decoder-only."
+    )
+    num_beams: int | None = Field(default=None, ge=1, description="Beam width; None: the request's n.")
+    # LeanCopilot ranks beams with length_penalty 0 (raw log-prob sums); scores are raw sums either way.
+    length_penalty: float = Field(default=0.0, description="Beam ranking: sum of log-probs / length**length_penalty.")
+    max_input_tokens: int | None = Field(
+        default=None, ge=1, description="Longer prompts get 413; None: the model's max_position_embeddings, if any."
+    )
+
+
+class WholeProofConfig(StrictModel):
+    """How /prove turns a theorem into a chat prompt (models/whole_proof.py holds the published prompts)."""
+
+    preset: PresetName = Field(
+        default=DEFAULT_PRESET, description="The model family's published prompt (see \"Whole-proof generation\")."
+    )
+
+
 class BundleConfig(StrictModel):
     """One model bundle: its own autoscaled Ray Serve deployment."""
 
@@ -194,12 +222,21 @@ class BundleConfig(StrictModel):
     engine: Literal["vllm", "openai", "anthropic", "gemini", "transformers"] = Field(
         default="vllm", description="The generation engine: vllm, a remote API (openai, anthropic, gemini), transformers."
     )
+    task: Literal["tactic", "whole_proof"] = Field(
+        default="tactic", description="tactic: answers /generate; whole_proof: answers /prove (complete proofs)."
+    )
     model: str | None = Field(default=None, description="Local folder or hub id of the generator; None: encoder only.")
     tokenizer: str | None = Field(default=None, description="Tokenizer folder or id; None: the model's.")
     prompt: PromptConfig = Field(default_factory=PromptConfig, description="See below.")
     sampling: SamplingDefaults = Field(default_factory=SamplingDefaults, description="See below.")
     tactics: TacticFilterConfig = Field(default_factory=TacticFilterConfig, description="See below.")
     engine_args: EngineConfig = Field(default_factory=EngineConfig, description="See below.")
+    transformers: TransformersEngineConfig | None = Field(
+        default=None, description="Settings of engine: transformers (None: its defaults)."
+    )
+    whole_proof: WholeProofConfig | None = Field(
+        default=None, description="Prompt of a task: whole_proof bundle (None: its defaults)."
+    )
     deployment: DeploymentSettings = Field(default_factory=DeploymentSettings, description="See below.")
     encoder: EncoderConfig | None = Field(default=None, description="Answers /encode; None: 400 on /encode.")
     remote: RemoteEngineConfig | None = Field(
@@ -219,6 +256,17 @@ class BundleConfig(StrictModel):
         for alias in self.aliases:
             if not re.match(BUNDLE_NAME_PATTERN, alias):
                 raise ValueError(f"alias {alias!r} of bundle {self.name!r} is not a valid name")
+        if self.transformers is not None and self.engine != "transformers":
+            raise ValueError(f"bundle {self.name!r}: `transformers` settings need engine: transformers, not {self.engine}")
+        if self.task == "whole_proof":
+            if self.model is None:
+                raise ValueError(f"bundle {self.name!r}: task whole_proof needs a model")
+            if any("\n" in stop for stop in self.sampling.stop):
+                raise ValueError(
+                    f"bundle {self.name!r}: a whole proof spans lines; set sampling.stop to [] (or stop strings without a line break)"
+                )
+        elif self.whole_proof is not None:
+            raise ValueError(f"bundle {self.name!r}: `whole_proof` settings need task: whole_proof")
         return self
 
     @model_validator(mode="after")
@@ -258,12 +306,29 @@ class BundleConfig(StrictModel):
         return self
 
     @property
+    def transformers_settings(self) -> TransformersEngineConfig:
+        return self.transformers or TransformersEngineConfig()
+
+    @property
+    def whole_proof_settings(self) -> WholeProofConfig:
+        return self.whole_proof or WholeProofConfig()
+
+    @property
     def names(self) -> list[str]:
         return [self.name, *self.aliases]
 
     @property
     def routes(self) -> list[str]:
-        return [route for route, ok in (("generate", self.model), ("encode", self.encoder)) if ok]
+        generates = self.model is not None
+        return [
+            route
+            for route, ok in (
+                ("generate", generates and self.task == "tactic"),
+                ("prove", generates and self.task == "whole_proof"),
+                ("encode", self.encoder is not None),
+            )
+            if ok
+        ]
 
     @property
     def max_ongoing_requests(self) -> int:

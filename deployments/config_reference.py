@@ -25,6 +25,8 @@ from deployments.config import (
     RequestLimits,
     SamplingDefaults,
     TacticFilterConfig,
+    TransformersEngineConfig,
+    WholeProofConfig,
 )
 from deployments.remote_config import CrossCallDedupConfig, RemoteEngineConfig
 
@@ -38,6 +40,8 @@ SECTIONS: list[tuple[str, type[BaseModel]]] = [
     ("args.models[].sampling", SamplingDefaults),
     ("args.models[].tactics", TacticFilterConfig),
     ("args.models[].engine_args", EngineConfig),
+    ("args.models[].transformers", TransformersEngineConfig),
+    ("args.models[].whole_proof", WholeProofConfig),
     ("args.models[].deployment", DeploymentSettings),
     ("args.models[].deployment.autoscaling", AutoscalingSettings),
     ("args.models[].encoder", EncoderConfig),

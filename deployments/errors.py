@@ -41,6 +41,14 @@ class UnsupportedRouteError(LeanServeError):
     def generation(cls, name: str) -> UnsupportedRouteError:
         return cls(f"Model '{name}' does not support generation requests.")
 
+    @classmethod
+    def proving(cls, name: str) -> UnsupportedRouteError:
+        return cls(f"Model '{name}' does not support whole-proof requests (/prove needs a bundle with task: whole_proof).")
+
+    @classmethod
+    def tactic_generation(cls, name: str) -> UnsupportedRouteError:
+        return cls(f"Model '{name}' generates whole proofs: use /prove, not /generate.")
+
 
 class ScorerNotConfiguredError(LeanServeError):
     status_code = 400

@@ -19,7 +19,7 @@ from ray import serve
 from ray.exceptions import ActorUnavailableError, RayActorError
 from ray.serve.exceptions import BackPressureError, DeploymentUnavailableError, RayServeException
 
-from deployments.bundle import TacticRequest
+from deployments.bundle import ProofRequest, TacticRequest
 from deployments.config import AppArgs, BundleConfig
 from deployments.errors import (
     GenerationTimeoutError,
@@ -42,9 +42,13 @@ from deployments.protocol import (
     GenerateResponse,
     ModelInfo,
     ModelsResponse,
+    ProofCandidate,
+    ProveRequest,
+    ProveResponse,
 )
-from deployments.validation import check_generate_request, check_input_size
+from deployments.validation import check_generate_request, check_input_size, check_prove_request
 from models.tactics import completions_to_tactics
+from models.whole_proof import PRESETS, completions_to_proofs
 
 REQUEST_ID_HEADER = "X-Request-Id"
 _ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
@@ -126,7 +130,7 @@ async def _request_id_middleware(request: Request, call_next):
     return await call_next(request)
 
 
-METERED_ROUTES = {"/generate": "generate", "/encode": "encode"}
+METERED_ROUTES = {"/generate": "generate", "/prove": "prove", "/encode": "encode"}
 
 
 @app.middleware("http")
@@ -204,6 +208,8 @@ class LeanServeIngress:
             raise ScorerNotConfiguredError()
         if bundle.model is None:
             raise UnsupportedRouteError.generation(body.name)
+        if bundle.task == "whole_proof":
+            raise UnsupportedRouteError.tactic_generation(body.name)
         prefix = body.prefix or ""
         tactic_request = TacticRequest(request_id, body.input, prefix, body.n, body.max_tokens)
         output = await self._call(self.handles[bundle.name].generate.remote(tactic_request))
@@ -237,6 +243,25 @@ class LeanServeIngress:
             return tactics
         keep = set(fresh)
         return [t for t in tactics if t.output in keep]
+
+    @app.post("/prove", response_model=ProveResponse)
+    async def prove(self, body: ProveRequest, request: Request) -> ProveResponse:
+        """Complete proof candidates of `theorem` from a whole-proof bundle, best first (shaped like /generate)."""
+        request_id = request.state.request_id
+        started = time.perf_counter()
+        check_prove_request(body, self.args.limits)
+        bundle = self.registry.resolve(body.name)
+        request.state.bundle = bundle.name
+        if bundle.model is None or bundle.task != "whole_proof":
+            raise UnsupportedRouteError.proving(body.name)
+        proof_request = ProofRequest(request_id, body.theorem, body.problem or "", body.n, body.max_tokens)
+        output = await self._call(self.handles[bundle.name].prove.remote(proof_request))
+        proofs = completions_to_proofs(output.completions, fenced=PRESETS[bundle.whole_proof_settings.preset].fenced)
+        request_logger(request_id).info(
+            "prove model={} theorem_chars={} sampled={} returned={} in {:.3f}s",
+            bundle.name, len(body.theorem), len(output.completions), len(proofs), time.perf_counter() - started,
+        )
+        return ProveResponse(outputs=[ProofCandidate(output=p.output, score=p.score) for p in proofs])
 
     @app.post("/encode", response_model=EncodeResponse)
     async def encode(self, body: EncodeRequest, request: Request) -> EncodeResponse:

@@ -32,6 +32,27 @@ class GenerateResponse(BaseModel):
     outputs: list[Candidate]
 
 
+class ProveRequest(BaseModel):
+    """POST /prove: complete proof candidates of a theorem from a whole-proof bundle (a LeanServe route)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    name: str = Field(description="A whole-proof bundle's name or alias (see GET /models).")
+    theorem: str = Field(description="The Lean 4 theorem to prove, e.g. `theorem t ... := by` (imports included if the model expects them).")
+    problem: str | None = Field(default=None, description="The informal problem, for prompts that show one (Kimina).")
+    n: int | None = Field(default=None, ge=1, description="Candidates to sample (default: the bundle's).")
+    max_tokens: int | None = Field(default=None, ge=1, description="Tokens per candidate (default: the bundle's).")
+
+
+class ProofCandidate(BaseModel):
+    output: str = Field(description="Complete Lean 4 code: the final ```lean4 block of the model's answer.")
+    score: float = Field(description="exp(mean token log-prob) of the whole answer, in [0, 1].")
+
+
+class ProveResponse(BaseModel):
+    outputs: list[ProofCandidate]
+
+
 class EncodeRequest(BaseModel):
     model_config = ConfigDict(extra="ignore")
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from deployments.config import RequestLimits, SamplingDefaults
 from deployments.errors import InputTooLargeError, InvalidRequestError
-from deployments.protocol import GenerateRequest
+from deployments.protocol import GenerateRequest, ProveRequest
 from models.engine import SamplingRequest
 
 
@@ -21,10 +21,24 @@ def check_generate_request(request: GenerateRequest, limits: RequestLimits) -> N
         raise InputTooLargeError(
             f"prefix is {len(request.prefix)} characters; the limit is {limits.max_prefix_chars}"
         )
-    if request.n is not None and request.n > limits.max_n:
-        raise InvalidRequestError(f"n is {request.n}; the limit is {limits.max_n}")
-    if request.max_tokens is not None and request.max_tokens > limits.max_tokens:
-        raise InvalidRequestError(f"max_tokens is {request.max_tokens}; the limit is {limits.max_tokens}")
+    check_sampling_limits(request.n, request.max_tokens, limits)
+
+
+def check_sampling_limits(n: int | None, max_tokens: int | None, limits: RequestLimits) -> None:
+    if n is not None and n > limits.max_n:
+        raise InvalidRequestError(f"n is {n}; the limit is {limits.max_n}")
+    if max_tokens is not None and max_tokens > limits.max_tokens:
+        raise InvalidRequestError(f"max_tokens is {max_tokens}; the limit is {limits.max_tokens}")
+
+
+def check_prove_request(request: ProveRequest, limits: RequestLimits) -> None:
+    if not request.theorem.strip():
+        raise InvalidRequestError("theorem is empty")
+    if len(request.theorem) > limits.max_input_chars:
+        raise InputTooLargeError(f"theorem is {len(request.theorem)} characters; the limit is {limits.max_input_chars}")
+    if request.problem and len(request.problem) > limits.max_input_chars:
+        raise InputTooLargeError(f"problem is {len(request.problem)} characters; the limit is {limits.max_input_chars}")
+    check_sampling_limits(request.n, request.max_tokens, limits)
 
 
 def resolve_sampling(defaults: SamplingDefaults, n: int | None, max_tokens: int | None) -> SamplingRequest:

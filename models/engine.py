@@ -34,6 +34,9 @@ class Completion:
     num_tokens: int
     # "stop" (a stop string or EOS) or "length" (cut at max_tokens); None if the engine does not say.
     finish_reason: str | None = None
+    # The engine's own probability in [0, 1], where the model's convention is not exp(mean token log-prob):
+    # beam search scores exp(sequence log-prob), as LeanCopilot does. None: scored from the log-prob.
+    score: float | None = None
 
 
 @dataclass(frozen=True)
@@ -77,6 +80,16 @@ def engine_not_ready_reason(engine: GenerationEngine) -> str | None:
     in a loop, while a not-ready bundle should stay deployed and say why.
     """
     return getattr(engine, "not_ready_reason", None)
+
+
+@runtime_checkable
+class PrefixForcingEngine(Protocol):
+    """An encoder-decoder engine: the prompt goes to the encoder and the prefix is forced on the decoder,
+    so the prefix cannot simply be appended to the prompt as for a decoder-only model."""
+
+    async def generate_with_prefix(
+        self, prompt: str, prefix: str, sampling: SamplingRequest, request_id: str
+    ) -> EngineOutput: ...
 
 
 @runtime_checkable

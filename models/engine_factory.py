@@ -1,7 +1,8 @@
-"""One place that turns a bundle's config into its generation engine.
+"""One place that turns a bundle's `engine` kind into its generation engine.
 
-Imports are lazy, per engine kind: a machine without vLLM still serves remote bundles, and one without
-the `anthropic` or `google-genai` extras still serves the others.
+Imports are lazy, per engine kind: a machine without vLLM still serves remote and transformers bundles, a
+CPU-only ingress never imports torch or vLLM, and one without the `anthropic` or `google-genai` extras still
+serves the others.
 """
 
 from __future__ import annotations
@@ -24,12 +25,16 @@ def _missing_sdk(bundle: BundleConfig, exc: ImportError) -> ImportError:
 
 
 def make_engine(bundle: BundleConfig) -> GenerationEngine:
-    """The engine for `bundle`, by its `engine` kind."""
+    """The (not yet started) engine of `bundle`, by its `engine` kind."""
     try:
         if bundle.engine == "vllm":
             from models.vllm_engine import VLLMEngine  # the only path that imports vLLM
 
             return VLLMEngine(bundle)
+        if bundle.engine == "transformers":
+            from models.transformers_engine import TransformersEngine
+
+            return TransformersEngine(bundle)
         if bundle.engine == "openai":
             from models.openai_engine import OpenAIChatEngine
 
@@ -46,4 +51,4 @@ def make_engine(bundle: BundleConfig) -> GenerationEngine:
         if exc.name and exc.name.split(".")[0] in {"anthropic", "google", "openai"}:
             raise _missing_sdk(bundle, exc) from exc
         raise
-    raise ValueError(f"bundle {bundle.name!r}: no engine of kind {bundle.engine!r} in this build")
+    raise ValueError(f"bundle {bundle.name!r}: unknown engine kind {bundle.engine!r}")

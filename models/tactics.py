@@ -219,7 +219,10 @@ def completions_to_tactics(
             tactic = clean_completion(completion.text, prefix=prefix, chat=chat)
         if tactic is None or (require_tactic_shape and not looks_like_tactic(tactic)):
             continue
-        tactics.append(ScoredTactic(tactic, score_from_logprob(completion.cumulative_logprob, completion.num_tokens)))
-    if whole_answers and all(c.cumulative_logprob is None for c in completions):
+        score = completion.score
+        if score is None:
+            score = score_from_logprob(completion.cumulative_logprob, completion.num_tokens)
+        tactics.append(ScoredTactic(tactic, score))
+    if whole_answers and all(c.cumulative_logprob is None and c.score is None for c in completions):
         return rank_by_agreement([t.output for t in tactics])
     return rank_candidates(tactics)

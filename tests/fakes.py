@@ -60,3 +60,34 @@ class FakeEngine:
 
     def shutdown(self) -> None:
         pass
+
+
+class FakeChatProver(FakeEngine):
+    """A whole-proof model behind a chat API (as remote bundles are): it takes the chat turns itself.
+
+    Answer i is a proof plan and a ```lean4 block that completes the theorem quoted in the DeepSeek-Prover-V2
+    prompt with `exact test_i`; the last answer is cut off inside its block. A prompt it does not recognise
+    gets prose, so a test sees whether the preset's prompt reached the engine.
+    """
+
+    async def generate(self, prompt, sampling: SamplingRequest, request_id: str) -> EngineOutput:
+        user = prompt[-1]["content"]  # chat turns, as a remote bundle gets them
+        marker = "Complete the following Lean 4 code:\n\n```lean4\n"
+        if not user.startswith(marker):
+            return EngineOutput(completions=[Completion(text="I cannot help.", cumulative_logprob=-1.0, num_tokens=3)])
+        theorem = user[len(marker):].split("\n```", 1)[0]
+        completions = [
+            Completion(
+                text=f"Plan {i}: close it.\n\n```lean4\n{theorem}\n  exact test_{i}\n```\n",
+                cumulative_logprob=-0.5 * (i + 1),
+                num_tokens=2,
+                finish_reason="stop",
+            )
+            for i in range(sampling.n - 1)
+        ]
+        completions.append(Completion(text=f"```lean4\n{theorem}\n  nlin", cumulative_logprob=-0.1, num_tokens=2))
+        return EngineOutput(completions=completions, prompt_tokens=len(user))
+
+
+def fake_engine_for(config: BundleConfig) -> FakeEngine:
+    return FakeChatProver(config) if config.task == "whole_proof" else FakeEngine(config)

@@ -102,3 +102,34 @@ def build_tiny_encoder(folder: Path, seed: int = 0) -> Path:
     torch.manual_seed(seed)
     BertModel(config).save_pretrained(folder)
     return folder
+
+
+def build_tiny_byt5(folder: Path, seed: int = 0) -> Path:
+    """A 2-layer ByT5 (T5 over UTF-8 bytes, like LeanCopilot's tacgen and retriever) with random weights.
+
+    ByT5's tokenizer needs no vocabulary file: 3 specials (pad 0, eos 1, unk 2) then the 256 bytes, plus
+    the 125 extra ids of the real checkpoints (vocab 384).
+    """
+    import torch
+    from transformers import ByT5Tokenizer, T5Config, T5ForConditionalGeneration
+
+    folder.mkdir(parents=True, exist_ok=True)
+    tokenizer = ByT5Tokenizer()
+    config = T5Config(
+        vocab_size=384,
+        d_model=32,
+        d_kv=16,
+        d_ff=64,
+        num_layers=2,
+        num_decoder_layers=2,
+        num_heads=2,
+        feed_forward_proj="gated-gelu",  # as in google/byt5-small
+        tie_word_embeddings=False,
+        decoder_start_token_id=tokenizer.pad_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+    )
+    torch.manual_seed(seed)
+    T5ForConditionalGeneration(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder

@@ -14,7 +14,7 @@ from ray import cloudpickle
 
 import fakes
 from deployments.config import AppArgs
-from fakes import FLAGS_ENV, FakeEngine, broken_flag
+from fakes import FLAGS_ENV, broken_flag, fake_engine_for
 from serve_app import free_port
 
 pytestmark = pytest.mark.serve
@@ -34,6 +34,16 @@ def fake_app(tmp_path_factory):
             "models": [
                 {"name": "good", "model": "fake", "sampling": {"n": 3}, "deployment": {"num_cpus": 0.1}},
                 {"name": "flaky", "model": "fake", "deployment": {"num_cpus": 0.1}},
+                {
+                    "name": "prover",
+                    "engine": "openai",  # a remote chat API: the bundle passes the chat turns to the engine
+                    "remote": {"api_key_env": None},
+                    "prompt": {"chat": True},
+                    "model": "fake",
+                    "task": "whole_proof",
+                    "sampling": {"n": 4, "stop": []},
+                    "deployment": {"num_cpus": 0.1},
+                },
             ],
         }
     )
@@ -45,7 +55,7 @@ def fake_app(tmp_path_factory):
     )
     try:
         serve.start(http_options={"host": "127.0.0.1", "port": port})
-        serve.run(bind_app(args, engine_factory=FakeEngine), name="fake", route_prefix="/", blocking=False)
+        serve.run(bind_app(args, engine_factory=fake_engine_for), name="fake", route_prefix="/", blocking=False)
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
             yield client, flags
     finally:
@@ -80,3 +90,15 @@ def test_health_is_503_while_one_engine_is_dead_and_the_other_keeps_serving(fake
     finally:
         flag.unlink()
     assert client.get("/health").status_code == 200
+
+
+def test_prove_extracts_ranks_and_scores_the_final_lean4_blocks(fake_app):
+    client, _ = fake_app
+    theorem = "theorem t (x : ℕ) (h₀ : x + 1 = 2) : x = 1 := by"
+    response = client.post("/prove", json={"name": "prover", "theorem": theorem + "\n"})
+    assert response.status_code == 200
+    outputs = response.json()["outputs"]
+    # The DeepSeek-Prover-V2 prompt reached the chat engine; the plans are gone, the cut-off answer is dropped.
+    assert [c["output"] for c in outputs] == [f"{theorem}\n  exact test_{i}" for i in range(3)]
+    assert [c["score"] for c in outputs] == pytest.approx([math.exp(-(i + 1) / 4) for i in range(3)])
+    assert set(outputs[0]) == {"output", "score"}

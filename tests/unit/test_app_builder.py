@@ -20,9 +20,11 @@ def test_one_autoscaled_deployment_per_bundle():
         deployment = bundles[bundle.name]
         assert deployment.name == bundle.deployment_name
         config = deployment._deployment_config
-        assert config.max_ongoing_requests == bundle.max_ongoing_requests >= 64
+        assert config.max_ongoing_requests == bundle.max_ongoing_requests
         assert config.autoscaling_config.max_replicas == bundle.deployment.autoscaling.max_replicas
-        assert deployment.ray_actor_options["num_gpus"] == (0 if bundle.is_remote else 1)
+        assert deployment.ray_actor_options["num_gpus"] == bundle.deployment.num_gpus
+        if bundle.engine == "vllm":  # a batching engine needs many requests in flight
+            assert config.max_ongoing_requests >= 64 and deployment.ray_actor_options["num_gpus"] == 1
 
 
 def test_dedup_store_is_bound_only_when_a_bundle_opts_in():

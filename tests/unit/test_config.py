@@ -53,8 +53,10 @@ def test_gpu_config_serves_real_provers_with_autoscaling():
     assert "ByteDance-Seed/BFS-Prover-V2-7B" in models and len(models) >= 2
     bfs = next(b for b in args.models if b.model == "ByteDance-Seed/BFS-Prover-V2-7B")
     assert bfs.prompt.template == "{state}:::"
-    local = [b for b in args.models if not b.is_remote]  # remote bundles are light CPU deployments
-    assert all(b.deployment.num_gpus >= 1 and b.deployment.autoscaling.max_replicas > 1 for b in local)
+    # vLLM bundles get whole GPUs; ByT5 (300M parameters) on the transformers engine shares one; remote bundles
+    # are light CPU deployments.
+    vllm_bundles = [b for b in args.models if b.engine == "vllm"]
+    assert all(b.deployment.num_gpus >= 1 and b.deployment.autoscaling.max_replicas > 1 for b in vllm_bundles)
 
 
 def test_relative_model_paths_are_made_absolute():
@@ -78,3 +80,51 @@ def test_check_config_cli_accepts_shipped_files_and_names_a_typo(tmp_path, capsy
     bad.write_text((REPO_ROOT / "serve_config.yaml").read_text().replace("top_p", "topp", 1))
     assert main([str(bad)]) == 2
     assert "applications.0.args.models.0.sampling.topp: Extra inputs are not permitted" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("bundle", "fragment"),
+    [
+        ({"name": "m", "model": "x", "transformers": {"device": "cpu"}}, "need engine: transformers"),
+        ({"name": "m", "model": "x", "engine": "transformers", "transformers": {"decoding": "greedy"}}, "decoding"),
+        ({"name": "m", "model": "x", "engine": "tensorrt"}, "engine"),
+        ({"name": "m", "model": "x", "task": "whole_proof"}, "set sampling.stop to []"),
+        ({"name": "m", "encoder": {"model": "e"}, "task": "whole_proof", "sampling": {"stop": []}}, "needs a model"),
+        ({"name": "m", "model": "x", "whole_proof": {"preset": "deepseek-prover-v2"}}, "need task: whole_proof"),
+        ({"name": "m", "model": "x", "task": "whole_proof", "sampling": {"stop": []}, "whole_proof": {"preset": "gpt"}}, "preset"),
+    ],
+)
+def test_engine_and_task_settings_must_match_their_kind(bundle, fragment):
+    with pytest.raises(ConfigError) as caught:
+        parse_app_args({"models": [bundle]})
+    assert fragment in str(caught.value)
+
+
+def test_routes_follow_the_task():
+    tactic = BundleConfig(name="t", model="x", engine="transformers", encoder={"model": "e"})
+    assert tactic.routes == ["generate", "encode"]
+    assert tactic.transformers_settings.decoding is None and tactic.transformers_settings.length_penalty == 0.0
+    prover = BundleConfig(name="p", model="x", task="whole_proof", sampling={"stop": []})
+    assert prover.routes == ["prove"]
+    assert prover.whole_proof_settings.preset == "deepseek-prover-v2"
+
+
+def test_shipped_config_serves_leancopilots_byt5_models_under_their_names():
+    args = load_serve_config(REPO_ROOT / "serve_config.yaml").applications[0].args
+    by_name = {name: bundle for bundle in args.models for name in bundle.names}
+    tacgen = by_name["kaiyuy/leandojo-lean4-tacgen-byt5-small"]
+    assert tacgen.engine == "transformers" and tacgen.model == "kaiyuy/leandojo-lean4-tacgen-byt5-small"
+    assert by_name["kaiyuy/leandojo-lean4-retriever-byt5-small"].encoder.model == "kaiyuy/leandojo-lean4-retriever-byt5-small"
+    assert any(b.task == "whole_proof" for b in args.models)
+
+
+def test_readme_bundle_examples_are_valid_configs():
+    import re
+
+    import yaml
+
+    readme = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
+    examples = [block for block in re.findall(r"^```yaml\n(.*?)^```", readme, re.DOTALL | re.MULTILINE) if block.startswith("- name:")]
+    assert len(examples) >= 2
+    for block in examples:
+        parse_app_args({"models": yaml.safe_load(block)}, source="README example")

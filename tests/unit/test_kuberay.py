@@ -36,7 +36,7 @@ def test_manifests_serve_config_validates_with_leanserves_models():
     assert served == load_serve_config(SERVE_CONFIG)
     assert served.http_options.port == 23337
     local_bundles = [b for app in served.applications for b in app.args.models if not b.is_remote]
-    assert local_bundles and all(bundle.deployment.num_gpus >= 1 for bundle in local_bundles)
+    assert local_bundles and all(bundle.deployment.num_gpus > 0 for bundle in local_bundles)  # ByT5 shares one
 
 
 def test_cluster_has_a_gpu_worker_group_and_exposes_serve_and_metrics():
