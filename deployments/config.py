@@ -7,11 +7,14 @@ forbids unknown keys, so a typo in `serve_config.yaml` fails at start with a mes
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from scorer.config import ScorerConfig, scorer_from_env
 
 DEFAULT_HTTP_HOST = "127.0.0.1"
 DEFAULT_HTTP_PORT = 23337  # LeanCopilot's default port for external models
@@ -179,6 +182,9 @@ class BundleConfig(StrictModel):
     engine_args: EngineConfig = Field(default_factory=EngineConfig, description="See below.")
     deployment: DeploymentSettings = Field(default_factory=DeploymentSettings, description="See below.")
     encoder: EncoderConfig | None = Field(default=None, description="Answers /encode; None: 400 on /encode.")
+    scorer: str | bool = Field(
+        default=True, description="use_reward scorer: a name from `scorers`; true: the first one; false: none (400)."
+    )
 
     @field_validator("model", "tokenizer")
     @classmethod
@@ -248,6 +254,27 @@ class AppArgs(StrictModel):
     models: list[BundleConfig] = Field(min_length=1, description="The model bundles, one deployment each.")
     ingress: IngressSettings = Field(default_factory=IngressSettings, description="See below.")
     limits: RequestLimits = Field(default_factory=RequestLimits, description="See below.")
+    scorers: list[ScorerConfig] = Field(
+        default_factory=list, description="LeanProgress scorers, one deployment each; none: LEANPROGRESS_MODEL's."
+    )
+
+    @model_validator(mode="after")
+    def _scorers_exist(self) -> AppArgs:
+        names = [s.name for s in self.scorers]
+        if len(set(names)) != len(names):
+            raise ValueError(f"scorer names must be unique: {names}")
+        for bundle in self.models:
+            if isinstance(bundle.scorer, str) and bundle.scorer not in names:
+                raise ValueError(f"bundle {bundle.name!r} names scorer {bundle.scorer!r}; scorers: {names}")
+        return self
+
+    def scorer_for(self, bundle: BundleConfig) -> ScorerConfig | None:
+        """The scorer that ranks `use_reward` requests to `bundle`, or None (then the contract's 400)."""
+        if bundle.scorer is False or not self.scorers:
+            return None
+        if bundle.scorer is True:
+            return self.scorers[0]
+        return next(s for s in self.scorers if s.name == bundle.scorer)
 
     @model_validator(mode="after")
     def _unique_names(self) -> AppArgs:
@@ -315,6 +342,21 @@ def load_serve_config(path: str | Path) -> ServeConfigFile:
         return ServeConfigFile.model_validate(raw)
     except ValidationError as exc:
         raise ConfigError(format_validation_error(exc, str(path))) from None
+
+
+def with_env_scorer(args: AppArgs, environ: Mapping[str, str]) -> AppArgs:
+    """`args` plus the scorer LEANPROGRESS_MODEL / LEANPROGRESS_DEVICE name, when the config has none.
+
+    Read in the builder, so `make serve` and `serve run` both honour the variables; a config file's own
+    `scorers` win (the variables are LeanDojo-v2's way to switch scoring on, not an override).
+    """
+    if args.scorers:
+        return args
+    try:
+        scorer = scorer_from_env(environ)
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc, "LEANPROGRESS_MODEL / LEANPROGRESS_DEVICE")) from None
+    return args if scorer is None else args.model_copy(update={"scorers": [scorer]})
 
 
 def parse_app_args(args: AppArgs | dict[str, Any], source: str = "application args") -> AppArgs:

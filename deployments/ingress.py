@@ -43,7 +43,9 @@ from deployments.protocol import (
     ModelsResponse,
 )
 from deployments.validation import check_generate_request, check_input_size
-from models.tactics import completions_to_tactics
+from models.tactics import ScoredTactic, completions_to_tactics
+from scorer.ranking import rank_by_progress
+from scorer.templates import ScoringInput
 
 REQUEST_ID_HEADER = "X-Request-Id"
 _ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
@@ -147,12 +149,14 @@ def _log_and_respond(request: Request, error: LeanServeError, cause: BaseExcepti
 
 @serve.ingress(app)
 class LeanServeIngress:
-    def __init__(self, args: AppArgs, bundles: dict[str, Any]):
+    def __init__(self, args: AppArgs, bundles: dict[str, Any], scorers: dict[str, Any] | None = None):
         configure_logging("ingress")
         self.args = args
         self.registry = ModelRegistry(args.models)
         # bundle name -> DeploymentHandle (Serve replaces the bound deployments with handles)
         self.handles = bundles
+        # scorer name -> DeploymentHandle of its LeanProgress deployment
+        self.scorer_handles = scorers or {}
 
     @app.post("/generate", response_model=GenerateResponse)
     async def generate(self, body: GenerateRequest, request: Request) -> GenerateResponse:
@@ -160,7 +164,8 @@ class LeanServeIngress:
         started = time.perf_counter()
         check_generate_request(body, self.args.limits)
         bundle = self.registry.resolve(body.name)
-        if body.use_reward:
+        scorer = self.args.scorer_for(bundle) if body.use_reward else None
+        if body.use_reward and (scorer is None or scorer.name not in self.scorer_handles):
             raise ScorerNotConfiguredError()
         if bundle.model is None:
             raise UnsupportedRouteError.generation(body.name)
@@ -173,12 +178,32 @@ class LeanServeIngress:
             chat=bundle.prompt.chat,
             require_tactic_shape=bundle.tactics.require_tactic_shape,
         )
+        if scorer is not None:
+            outputs = await self._rank_by_progress(scorer.name, request_id, body.input, prefix, tactics)
+        else:
+            outputs = [Candidate(output=t.output, score=t.score) for t in tactics]
         request_logger(request_id).info(
-            "generate model={} input_chars={} prefix_chars={} sampled={} returned={} in {:.3f}s",
+            "generate model={} input_chars={} prefix_chars={} sampled={} returned={} scorer={} in {:.3f}s",
             bundle.name, len(body.input), len(prefix), len(output.completions), len(tactics),
-            time.perf_counter() - started,
+            scorer.name if scorer else None, time.perf_counter() - started,
         )
-        return GenerateResponse(outputs=[Candidate(output=t.output, score=t.score) for t in tactics])
+        return GenerateResponse(outputs=outputs)
+
+    async def _rank_by_progress(
+        self, scorer_name: str, request_id: str, goal: str, prefix: str, tactics: list[ScoredTactic]
+    ) -> list[Candidate]:
+        """LeanProgress scores for every candidate, ranked per the contract (score = reward unless mixing)."""
+        if not tactics:
+            return []
+        items = [ScoringInput(goal=goal, prefix=prefix, tactic=t.output) for t in tactics]
+        steps = await self._call(self.scorer_handles[scorer_name].score.remote(request_id, items))
+        mixing = next(s.mixing for s in self.args.scorers if s.name == scorer_name)
+        ranked = rank_by_progress([(t.output, t.score) for t in tactics], steps, mixing)
+        return [
+            Candidate(output=c.output, score=c.score, model_score=c.model_score, steps_remaining=c.steps_remaining,
+                      reward=c.reward)
+            for c in ranked
+        ]
 
     @app.post("/encode", response_model=EncodeResponse)
     async def encode(self, body: EncodeRequest, request: Request) -> EncodeResponse:
@@ -203,12 +228,25 @@ class LeanServeIngress:
             name: ("ok" if not isinstance(result, BaseException) else describe_failure(result))
             for name, result in zip(names, results)
         }
-        healthy = all(status == "ok" for status in report.values())
+        scorer_names = list(self.scorer_handles)
+        scorer_results = await asyncio.gather(
+            *(
+                self._call(self.scorer_handles[n].health.remote(), self.args.ingress.health_timeout_s, too_slow)
+                for n in scorer_names
+            ),
+            return_exceptions=True,
+        )
+        scorers = {
+            name: ("ok" if not isinstance(result, BaseException) else describe_failure(result))
+            for name, result in zip(scorer_names, scorer_results)
+        }
+        healthy = all(status == "ok" for status in [*report.values(), *scorers.values()])
+        extra = {"scorers": scorers} if scorers else {}
         if healthy:
-            return JSONResponse({"status": "ok", "models": report})
+            return JSONResponse({"status": "ok", "models": report, **extra})
         return JSONResponse(
             status_code=503,
-            content={"detail": "Some models cannot answer.", "status": "unavailable", "models": report},
+            content={"detail": "Some models cannot answer.", "status": "unavailable", "models": report, **extra},
             headers={"Retry-After": str(ServiceUnavailableError.retry_after_s)},
         )
 

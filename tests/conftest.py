@@ -20,3 +20,10 @@ def tiny_llama(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_encoder(tmp_path_factory) -> Path:
     return build_tiny_encoder(tmp_path_factory.mktemp("models") / "tiny-encoder")
+
+
+@pytest.fixture(scope="session")
+def tiny_progress_checkpoint(tmp_path_factory) -> Path:
+    from tiny_scorer import build_tiny_progress_checkpoint
+
+    return build_tiny_progress_checkpoint(tmp_path_factory.mktemp("models") / "tiny-leanprogress")
