@@ -26,6 +26,7 @@ from deployments.config import (
     SamplingDefaults,
     TacticFilterConfig,
 )
+from scorer.config import MixingConfig, ScorerAutoscaling, ScorerConfig, ScorerDeploymentSettings
 
 SECTIONS: list[tuple[str, type[BaseModel]]] = [
     ("http_options", HttpOptions),
@@ -40,6 +41,10 @@ SECTIONS: list[tuple[str, type[BaseModel]]] = [
     ("args.models[].deployment", DeploymentSettings),
     ("args.models[].deployment.autoscaling", AutoscalingSettings),
     ("args.models[].encoder", EncoderConfig),
+    ("args.scorers[]", ScorerConfig),
+    ("args.scorers[].mixing", MixingConfig),
+    ("args.scorers[].deployment", ScorerDeploymentSettings),
+    ("args.scorers[].deployment.autoscaling", ScorerAutoscaling),
 ]
 
 
@@ -54,7 +59,7 @@ def _default(field) -> str:
 
 def _type(field) -> str:
     text = str(field.annotation).replace("typing.", "")
-    for prefix in ("<class '", "deployments.config."):
+    for prefix in ("<class '", "deployments.config.", "scorer.config."):
         text = text.replace(prefix, "")
     return text.replace("'>", "").replace("|", "\\|")
 
