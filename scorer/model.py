@@ -16,6 +16,9 @@ from loguru import logger
 from scorer.config import ScorerConfig, TemplateKind, expand_checkpoint_path
 from scorer.templates import ScoringInput, render
 
+# Padded tokens in one forward pass (count x longest): bounds the padding waste and the activation memory.
+TOKENS_PER_PASS = 8192
+
 
 def resolve_device(device: str | None) -> str:
     """LEANPROGRESS_DEVICE semantics: auto (or empty) is CUDA when present, else CPU; anything else as given."""
@@ -57,16 +60,36 @@ class ProgressScorer:
         return cls(config.checkpoint, config.device, config.template, config.max_input_tokens)
 
     def predict_texts(self, texts: Sequence[str]) -> list[float]:
-        """Raw regression outputs (not clamped) for already rendered texts, in one padded forward pass."""
+        """Raw regression outputs (not clamped) for already rendered texts.
+
+        Texts are sorted by token length and cut into padded forward passes of at most TOKENS_PER_PASS tokens:
+        a batch mixing a 20-token goal with a 512-token one would otherwise pad every text to 512, and the
+        pass size stays bounded on a GPU. Attention masks make each result independent of its neighbours.
+        """
         if not texts:
             return []
         torch = self._torch
-        batch = self.tokenizer(
-            list(texts), return_tensors="pt", padding=True, truncation=True, max_length=self.max_input_tokens
-        ).to(self.device)
-        with torch.inference_mode():
-            logits = self.model(**batch).logits
-        return [float(v) for v in logits.reshape(-1).float().cpu()]
+        encoded = self.tokenizer(list(texts), truncation=True, max_length=self.max_input_tokens)
+        ids, masks = encoded["input_ids"], encoded["attention_mask"]
+        order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
+        results: list[float] = [0.0] * len(ids)
+        start = 0
+        while start < len(order):
+            end = start + 1
+            # Sorted ascending: the chunk's last text is its longest, so count * longest is its padded size.
+            while end < len(order) and (end - start + 1) * len(ids[order[end]]) <= TOKENS_PER_PASS:
+                end += 1
+            chunk = order[start:end]
+            batch = self.tokenizer.pad(
+                {"input_ids": [ids[i] for i in chunk], "attention_mask": [masks[i] for i in chunk]},
+                return_tensors="pt",
+            ).to(self.device)
+            with torch.inference_mode():
+                logits = self.model(**batch).logits
+            for i, value in zip(chunk, logits.reshape(-1).float().cpu().tolist()):
+                results[i] = float(value)
+            start = end
+        return results
 
     def predict(self, items: Sequence[ScoringInput]) -> list[float]:
         """Steps remaining after each candidate, >= 0 (LeanDojo-v2 clamps the same way)."""

@@ -48,3 +48,12 @@ def test_device_semantics():
     assert resolve_device("auto") == ("cuda" if torch.cuda.is_available() else "cpu")
     assert resolve_device("") == resolve_device(None) == resolve_device("auto")
     assert resolve_device("cuda:1") == "cuda:1"
+
+
+def test_passes_cut_by_length_give_the_same_scores(tiny_progress_checkpoint, monkeypatch):
+    import scorer.model
+
+    scorer_ = ProgressScorer(tiny_progress_checkpoint, device="cpu")
+    whole = scorer_.predict(ITEMS)
+    monkeypatch.setattr(scorer.model, "TOKENS_PER_PASS", 64)  # every text in a pass of its own, or nearly
+    assert scorer_.predict(ITEMS) == pytest.approx(whole, abs=1e-5)
