@@ -66,7 +66,13 @@ async def throughput(handles: dict, concurrency: int, rounds: int) -> dict:
     for _ in range(rounds):
         for name, handle in handles.items():
             times[name].append(await one_round(handle, calls))
-    result = {}
+    # What one /generate pays for scoring when nothing else is in flight: one call of 4 candidates at a time.
+    single_calls = []
+    for call in calls:
+        started = time.perf_counter()
+        await handles["batched"].score.remote("bench-single", call)
+        single_calls.append(time.perf_counter() - started)
+    result: dict = {"one_call_alone_median_s": round(statistics.median(single_calls), 4)}
     for name, handle in handles.items():
         total = sum(times[name])
         stats = await handle.batch_stats.remote()

@@ -30,10 +30,12 @@ class _Strict(BaseModel):
 
 
 def expand_checkpoint_path(value: str) -> str:
-    """`~` is expanded (as LeanDojo-v2 does); `./x`, `../x` and `~` become absolute, because replicas run
-    in other processes and maybe another cwd. Anything else (an absolute folder, a hub id) is kept."""
-    if value.startswith(("./", "../", "~")):
-        return str(Path(value).expanduser().resolve())
+    """`~` is expanded (as LeanDojo-v2 does); `./x`, `../x`, `~` and any relative path that exists here
+    (`.models/ckpt`) become absolute, because replicas run in other processes and maybe another cwd.
+    Anything else (an absolute folder, a hub id) is kept."""
+    path = Path(value).expanduser()
+    if value.startswith(("./", "../", "~")) or (not path.is_absolute() and path.exists()):
+        return str(path.resolve())
     return value
 
 

@@ -74,3 +74,10 @@ def test_mixing_is_off_by_default_and_deployment_is_its_own():
     assert options["ray_actor_options"] == {"num_cpus": 0.25, "num_gpus": 0.1}
     assert options["autoscaling_config"]["max_replicas"] == 3
     assert options["max_ongoing_requests"] == 64
+
+
+def test_an_existing_relative_folder_becomes_absolute(tmp_path, monkeypatch):
+    (tmp_path / ".models" / "ckpt").mkdir(parents=True)
+    monkeypatch.chdir(tmp_path)
+    assert scorer_from_env({"LEANPROGRESS_MODEL": ".models/ckpt"}).checkpoint == str(tmp_path / ".models" / "ckpt")
+    assert scorer_from_env({"LEANPROGRESS_MODEL": "org/hub-model"}).checkpoint == "org/hub-model"
