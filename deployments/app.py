@@ -4,6 +4,7 @@ No `from __future__ import annotations` here: Serve reads the builder's paramete
 time to validate the YAML `args` into AppArgs, so a typo fails at start and names the field.
 """
 
+import os
 from typing import Any, Optional
 
 from loguru import logger
@@ -11,10 +12,11 @@ from ray import serve
 from ray.serve import Application
 
 from deployments.bundle import BundleServer, EngineFactory
-from deployments.config import AppArgs, BundleConfig, IngressSettings, parse_app_args
+from deployments.config import AppArgs, BundleConfig, IngressSettings, parse_app_args, with_env_scorer
 from deployments.dedup_store import DedupStore, get_dedup_deployment_options, needs_dedup_store
 from deployments.ingress import LeanServeIngress
 from deployments.scaling import autoscaling_config, placement_options
+from deployments.scorer_server import ScorerServer, get_scorer_deployment_options
 
 INGRESS_DEPLOYMENT_NAME = "ingress"
 
@@ -43,8 +45,9 @@ def get_ingress_deployment_options(settings: IngressSettings) -> dict[str, Any]:
 
 
 def build_app(args: AppArgs) -> Application:
-    """Bind one autoscaled deployment per bundle and the ingress that composes them."""
-    return bind_app(parse_app_args(args))
+    """Bind one autoscaled deployment per bundle (and per scorer) and the ingress that composes them."""
+    # LEANPROGRESS_MODEL is read here, the one path both `make serve` and `serve run` take.
+    return bind_app(with_env_scorer(parse_app_args(args), os.environ))
 
 
 def bind_app(args: AppArgs, engine_factory: Optional[EngineFactory] = None) -> Application:
@@ -54,9 +57,14 @@ def bind_app(args: AppArgs, engine_factory: Optional[EngineFactory] = None) -> A
         options = get_bundle_deployment_options(bundle)
         logger.info("bundle {} -> deployment {}: {}", bundle.name, options["name"], options)
         bundles[bundle.name] = serve.deployment(BundleServer).options(**options).bind(bundle, engine_factory)
+    scorers = {}
+    for scorer in args.scorers:
+        options = get_scorer_deployment_options(scorer)
+        logger.info("scorer {} ({}) -> deployment {}: {}", scorer.name, scorer.checkpoint, options["name"], options)
+        scorers[scorer.name] = serve.deployment(ScorerServer).options(**options).bind(scorer)
     ingress = serve.deployment(LeanServeIngress).options(**get_ingress_deployment_options(args.ingress))
+    store = None
     if needs_dedup_store(args):
         # One shared memory for every ingress replica: cross-call deduplication stays consistent.
         store = serve.deployment(DedupStore).options(**get_dedup_deployment_options()).bind(args)
-        return ingress.bind(args, bundles, store)
-    return ingress.bind(args, bundles)
+    return ingress.bind(args, bundles, scorers, store)

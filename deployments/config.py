@@ -7,22 +7,21 @@ forbids unknown keys, so a typo in `serve_config.yaml` fails at start with a mes
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from deployments.deployment_settings import AutoscalingSettings, DeploymentSettings, StrictModel
 from deployments.remote_config import REMOTE_ENGINES, CrossCallDedupConfig, RemoteEngineConfig
 from models.whole_proof import DEFAULT_PRESET, PresetName
+from scorer.config import ScorerConfig, scorer_from_env
 
 DEFAULT_HTTP_HOST = "127.0.0.1"
 DEFAULT_HTTP_PORT = 23337  # LeanCopilot's default port for external models
 BUNDLE_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:/@+-]*$"
-
-
-class StrictModel(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class FewShotExample(StrictModel):
@@ -109,61 +108,6 @@ class EngineConfig(StrictModel):
         return self
 
 
-class AutoscalingSettings(StrictModel):
-    """Ray Serve autoscaling of one deployment: replicas follow the ongoing requests.
-
-    Defaults scale up fast (a queue builds in seconds) and down slowly (a new GPU replica takes minutes to
-    load its model, so releasing one on a short lull costs more than it saves). The bundles and the
-    scorer share this model; deployments/scaling.py turns it into Serve's `autoscaling_config`.
-    """
-
-    min_replicas: int = Field(default=1, ge=0, description="0 lets an idle bundle release its GPU.")
-    initial_replicas: int | None = Field(default=None, ge=0, description="Replicas at deploy time; None: min_replicas.")
-    max_replicas: int = Field(default=1, ge=1, description="Upper bound of replicas.")
-    target_ongoing_requests: float | None = Field(
-        default=None, gt=0, description="Ongoing requests per replica to aim for; None: half the batch size."
-    )
-    upscale_delay_s: float = Field(default=5.0, ge=0, description="Sustained load before adding a replica.")
-    downscale_delay_s: float = Field(default=300.0, ge=0, description="Sustained idleness before removing one.")
-    # Only with min_replicas 0: a cold start from zero loads the model again, so the last replica stays longer.
-    downscale_to_zero_delay_s: float = Field(
-        default=900.0, ge=0, description="Idleness before the last replica goes (min_replicas: 0)."
-    )
-    # Serve's replicas push their queue lengths every 10 s: the window must be longer than that.
-    look_back_period_s: float = Field(default=15.0, gt=10.0, description="Window the load is averaged over.")
-
-    @model_validator(mode="after")
-    def _ordered(self) -> AutoscalingSettings:
-        if self.min_replicas > self.max_replicas:
-            raise ValueError("min_replicas must not exceed max_replicas")
-        if self.initial_replicas is not None and not self.min_replicas <= self.initial_replicas <= self.max_replicas:
-            raise ValueError("initial_replicas must lie between min_replicas and max_replicas")
-        return self
-
-
-class DeploymentSettings(StrictModel):
-    """Ray Serve settings of one deployment."""
-
-    num_cpus: float = Field(default=0.5, ge=0, description="CPUs per replica (fractions fit small machines).")
-    num_gpus: float = Field(default=0.0, ge=0, description="GPUs per replica; 0 runs vLLM's CPU build.")
-    # Serve's default of 5 starves a batching engine.
-    max_ongoing_requests: int | None = Field(
-        default=None, ge=1, description="Concurrent requests per replica; None: the engine's max_num_seqs."
-    )
-    autoscaling: AutoscalingSettings = Field(default_factory=AutoscalingSettings, description="See below.")
-    resources: dict[str, float] = Field(
-        default_factory=dict, description="Custom Ray resources per replica (node labels such as a GPU type)."
-    )
-    placement_strategy: Literal["STRICT_PACK", "PACK", "SPREAD", "STRICT_SPREAD"] = Field(
-        default="STRICT_PACK", description="Placement of a tensor-parallel replica's GPUs (one node by default)."
-    )
-    # A busy engine can miss a short health check: keep the timeout generous.
-    health_check_period_s: float = Field(default=10.0, gt=0, description="Seconds between engine health checks.")
-    health_check_timeout_s: float = Field(default=30.0, gt=0, description="A check slower than this fails.")
-    graceful_shutdown_timeout_s: float = Field(default=20.0, ge=0, description="Drain time before a replica stops.")
-    env_vars: dict[str, str] = Field(default_factory=dict, description="Environment of the replica process.")
-
-
 def resolve_local_path(value: str | None) -> str | None:
     """`./x` and `../x` are local folders relative to where the app is built; replicas may run elsewhere
     (another cwd, another process), so they get the absolute path. Hub ids pass through unchanged."""
@@ -243,6 +187,9 @@ class BundleConfig(StrictModel):
         default=None, description="Engines openai, anthropic, gemini: how to reach the API (see below)."
     )
     dedup: CrossCallDedupConfig = Field(default_factory=CrossCallDedupConfig, description="See below.")
+    scorer: str | bool = Field(
+        default=True, description="use_reward scorer: a name from `scorers`; true: the first one; false: none (400)."
+    )
 
     @field_validator("model", "tokenizer")
     @classmethod
@@ -377,6 +324,27 @@ class AppArgs(StrictModel):
     models: list[BundleConfig] = Field(min_length=1, description="The model bundles, one deployment each.")
     ingress: IngressSettings = Field(default_factory=IngressSettings, description="See below.")
     limits: RequestLimits = Field(default_factory=RequestLimits, description="See below.")
+    scorers: list[ScorerConfig] = Field(
+        default_factory=list, description="LeanProgress scorers, one deployment each; none: LEANPROGRESS_MODEL's."
+    )
+
+    @model_validator(mode="after")
+    def _scorers_exist(self) -> AppArgs:
+        names = [s.name for s in self.scorers]
+        if len(set(names)) != len(names):
+            raise ValueError(f"scorer names must be unique: {names}")
+        for bundle in self.models:
+            if isinstance(bundle.scorer, str) and bundle.scorer not in names:
+                raise ValueError(f"bundle {bundle.name!r} names scorer {bundle.scorer!r}; scorers: {names}")
+        return self
+
+    def scorer_for(self, bundle: BundleConfig) -> ScorerConfig | None:
+        """The scorer that ranks `use_reward` requests to `bundle`, or None (then the contract's 400)."""
+        if bundle.scorer is False or not self.scorers:
+            return None
+        if bundle.scorer is True:
+            return self.scorers[0]
+        return next(s for s in self.scorers if s.name == bundle.scorer)
 
     @model_validator(mode="after")
     def _unique_names(self) -> AppArgs:
@@ -444,6 +412,21 @@ def load_serve_config(path: str | Path) -> ServeConfigFile:
         return ServeConfigFile.model_validate(raw)
     except ValidationError as exc:
         raise ConfigError(format_validation_error(exc, str(path))) from None
+
+
+def with_env_scorer(args: AppArgs, environ: Mapping[str, str]) -> AppArgs:
+    """`args` plus the scorer LEANPROGRESS_MODEL / LEANPROGRESS_DEVICE name, when the config has none.
+
+    Read in the builder, so `make serve` and `serve run` both honour the variables; a config file's own
+    `scorers` win (the variables are LeanDojo-v2's way to switch scoring on, not an override).
+    """
+    if args.scorers:
+        return args
+    try:
+        scorer = scorer_from_env(environ)
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc, "LEANPROGRESS_MODEL / LEANPROGRESS_DEVICE")) from None
+    return args if scorer is None else args.model_copy(update={"scorers": [scorer]})
 
 
 def parse_app_args(args: AppArgs | dict[str, Any], source: str = "application args") -> AppArgs:

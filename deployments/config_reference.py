@@ -29,6 +29,7 @@ from deployments.config import (
     WholeProofConfig,
 )
 from deployments.remote_config import CrossCallDedupConfig, RemoteEngineConfig
+from scorer.config import MixingConfig, ScorerConfig, ScorerDeploymentSettings
 
 SECTIONS: list[tuple[str, type[BaseModel]]] = [
     ("http_options", HttpOptions),
@@ -47,6 +48,10 @@ SECTIONS: list[tuple[str, type[BaseModel]]] = [
     ("args.models[].encoder", EncoderConfig),
     ("args.models[].remote", RemoteEngineConfig),
     ("args.models[].dedup", CrossCallDedupConfig),
+    ("args.scorers[]", ScorerConfig),
+    ("args.scorers[].mixing", MixingConfig),
+    ("args.scorers[].deployment", ScorerDeploymentSettings),
+    ("args.scorers[].deployment.autoscaling", AutoscalingSettings),
 ]
 
 
@@ -61,7 +66,8 @@ def _default(field) -> str:
 
 def _type(field) -> str:
     text = str(field.annotation).replace("typing.", "")
-    for prefix in ("<class '", "deployments.config.", "deployments.remote_config."):
+    modules = ("deployments.config.", "deployments.deployment_settings.", "deployments.remote_config.", "scorer.config.")
+    for prefix in ("<class '", *modules):
         text = text.replace(prefix, "")
     return text.replace("'>", "").replace("|", "\\|")
 

@@ -47,8 +47,10 @@ from deployments.protocol import (
     ProveResponse,
 )
 from deployments.validation import check_generate_request, check_input_size, check_prove_request
-from models.tactics import completions_to_tactics
+from models.tactics import ScoredTactic, completions_to_tactics
 from models.whole_proof import PRESETS, completions_to_proofs
+from scorer.ranking import rank_by_progress
+from scorer.templates import ScoringInput
 
 REQUEST_ID_HEADER = "X-Request-Id"
 _ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
@@ -188,12 +190,16 @@ def _log_and_respond(request: Request, error: LeanServeError, cause: BaseExcepti
 
 @serve.ingress(app)
 class LeanServeIngress:
-    def __init__(self, args: AppArgs, bundles: dict[str, Any], dedup_store: Any = None):
+    def __init__(
+        self, args: AppArgs, bundles: dict[str, Any], scorers: dict[str, Any] | None = None, dedup_store: Any = None
+    ):
         configure_logging("ingress")
         self.args = args
         self.registry = ModelRegistry(args.models)
         # bundle name -> DeploymentHandle (Serve replaces the bound deployments with handles)
         self.handles = bundles
+        # scorer name -> DeploymentHandle of its LeanProgress deployment
+        self.scorer_handles = scorers or {}
         # The shared memory of cross-call deduplication (deployments/dedup_store.py); None: no bundle opted in.
         self.dedup_store = dedup_store
 
@@ -204,7 +210,8 @@ class LeanServeIngress:
         check_generate_request(body, self.args.limits)
         bundle = self.registry.resolve(body.name)
         request.state.bundle = bundle.name
-        if body.use_reward:
+        scorer = self.args.scorer_for(bundle) if body.use_reward else None
+        if body.use_reward and (scorer is None or scorer.name not in self.scorer_handles):
             raise ScorerNotConfiguredError()
         if bundle.model is None:
             raise UnsupportedRouteError.generation(body.name)
@@ -223,12 +230,32 @@ class LeanServeIngress:
         if bundle.dedup.enabled and self.dedup_store is not None:
             tactics = await self._skip_returned(bundle.name, body.input, prefix, tactics, request_id)
         record_candidates(bundle.name, len(tactics))
+        if scorer is not None:
+            outputs = await self._rank_by_progress(scorer.name, request_id, body.input, prefix, tactics)
+        else:
+            outputs = [Candidate(output=t.output, score=t.score) for t in tactics]
         request_logger(request_id).info(
-            "generate model={} input_chars={} prefix_chars={} sampled={} returned={} in {:.3f}s",
+            "generate model={} input_chars={} prefix_chars={} sampled={} returned={} scorer={} in {:.3f}s",
             bundle.name, len(body.input), len(prefix), len(output.completions), len(tactics),
-            time.perf_counter() - started,
+            scorer.name if scorer else None, time.perf_counter() - started,
         )
-        return GenerateResponse(outputs=[Candidate(output=t.output, score=t.score) for t in tactics])
+        return GenerateResponse(outputs=outputs)
+
+    async def _rank_by_progress(
+        self, scorer_name: str, request_id: str, goal: str, prefix: str, tactics: list[ScoredTactic]
+    ) -> list[Candidate]:
+        """LeanProgress scores for every candidate, ranked per the contract (score = reward unless mixing)."""
+        if not tactics:
+            return []
+        items = [ScoringInput(goal=goal, prefix=prefix, tactic=t.output) for t in tactics]
+        steps = await self._call(self.scorer_handles[scorer_name].score.remote(request_id, items))
+        mixing = next(s.mixing for s in self.args.scorers if s.name == scorer_name)
+        ranked = rank_by_progress([(t.output, t.score) for t in tactics], steps, mixing)
+        return [
+            Candidate(output=c.output, score=c.score, model_score=c.model_score, steps_remaining=c.steps_remaining,
+                      reward=c.reward)
+            for c in ranked
+        ]
 
     async def _skip_returned(self, bundle: str, state: str, prefix: str, tactics: list, request_id: str) -> list:
         """Cross-call deduplication: drop the tactics already returned for this input (by any replica)."""
@@ -288,12 +315,27 @@ class LeanServeIngress:
             for name, result in zip(names, results)
         }
         report.update({b.name: SCALES_TO_ZERO for b in self.args.models if b.name not in report})
-        healthy = all(status in ("ok", SCALES_TO_ZERO) for status in report.values())
+        scorer_names = list(self.scorer_handles)
+        scorer_results = await asyncio.gather(
+            *(
+                self._call(self.scorer_handles[n].health.remote(), self.args.ingress.health_timeout_s, too_slow)
+                for n in scorer_names
+            ),
+            return_exceptions=True,
+        )
+        scorers = {
+            name: ("ok" if not isinstance(result, BaseException) else describe_failure(result))
+            for name, result in zip(scorer_names, scorer_results)
+        }
+        healthy = all(status in ("ok", SCALES_TO_ZERO) for status in report.values()) and all(
+            status == "ok" for status in scorers.values()
+        )
+        extra = {"scorers": scorers} if scorers else {}
         if healthy:
-            return JSONResponse({"status": "ok", "models": report})
+            return JSONResponse({"status": "ok", "models": report, **extra})
         return JSONResponse(
             status_code=503,
-            content={"detail": "Some models cannot answer.", "status": "unavailable", "models": report},
+            content={"detail": "Some models cannot answer.", "status": "unavailable", "models": report, **extra},
             headers={"Retry-After": str(ServiceUnavailableError.retry_after_s)},
         )
 

@@ -32,3 +32,10 @@ def tiny_byt5(tmp_path_factory) -> Path:
 def tiny_byt5_retriever(tmp_path_factory) -> Path:
     """Stands in for kaiyuy/leandojo-lean4-retriever-byt5-small."""
     return build_tiny_byt5(tmp_path_factory.mktemp("models") / "tiny-byt5-retriever", seed=1)
+
+
+@pytest.fixture(scope="session")
+def tiny_progress_checkpoint(tmp_path_factory) -> Path:
+    from tiny_scorer import build_tiny_progress_checkpoint
+
+    return build_tiny_progress_checkpoint(tmp_path_factory.mktemp("models") / "tiny-leanprogress")

@@ -34,9 +34,9 @@ def test_dedup_store_is_bound_only_when_a_bundle_opts_in():
     spec = {"name": "r", "engine": "openai", "model": "m", "prompt": {"chat": True}, "sampling": {"stop": []},
             "remote": {"api_key_env": "K"}}
     without = build_app(parse_app_args({"models": [spec]}))._bound_deployment
-    assert len(without.init_args) == 2
+    assert without.init_args[3] is None  # (args, bundles, scorers, dedup store)
     with_dedup = build_app(parse_app_args({"models": [{**spec, "dedup": {"enabled": True}}]}))._bound_deployment
-    assert with_dedup.init_args[2]._bound_deployment.name == DEDUP_DEPLOYMENT_NAME
+    assert with_dedup.init_args[3]._bound_deployment.name == DEDUP_DEPLOYMENT_NAME
 
 
 def test_options_carry_health_check_and_env():

@@ -1,0 +1,71 @@
+"""Ray Serve settings of one deployment (resources, autoscaling, health checks), typed.
+
+Their own module because two configs share them: the bundles' (deployments/config.py) and the LeanProgress
+scorer's (scorer/config.py, which deployments/config.py imports). deployments/scaling.py turns them into
+Serve options.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class StrictModel(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class AutoscalingSettings(StrictModel):
+    """Ray Serve autoscaling of one deployment: replicas follow the ongoing requests.
+
+    Defaults scale up fast (a queue builds in seconds) and down slowly (a new GPU replica takes minutes to
+    load its model, so releasing one on a short lull costs more than it saves). The bundles and the
+    scorer share this model; deployments/scaling.py turns it into Serve's `autoscaling_config`.
+    """
+
+    min_replicas: int = Field(default=1, ge=0, description="0 lets an idle bundle release its GPU.")
+    initial_replicas: int | None = Field(default=None, ge=0, description="Replicas at deploy time; None: min_replicas.")
+    max_replicas: int = Field(default=1, ge=1, description="Upper bound of replicas.")
+    target_ongoing_requests: float | None = Field(
+        default=None, gt=0, description="Ongoing requests per replica to aim for; None: half the batch size."
+    )
+    upscale_delay_s: float = Field(default=5.0, ge=0, description="Sustained load before adding a replica.")
+    downscale_delay_s: float = Field(default=300.0, ge=0, description="Sustained idleness before removing one.")
+    # Only with min_replicas 0: a cold start from zero loads the model again, so the last replica stays longer.
+    downscale_to_zero_delay_s: float = Field(
+        default=900.0, ge=0, description="Idleness before the last replica goes (min_replicas: 0)."
+    )
+    # Serve's replicas push their queue lengths every 10 s: the window must be longer than that.
+    look_back_period_s: float = Field(default=15.0, gt=10.0, description="Window the load is averaged over.")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> AutoscalingSettings:
+        if self.min_replicas > self.max_replicas:
+            raise ValueError("min_replicas must not exceed max_replicas")
+        if self.initial_replicas is not None and not self.min_replicas <= self.initial_replicas <= self.max_replicas:
+            raise ValueError("initial_replicas must lie between min_replicas and max_replicas")
+        return self
+
+
+class DeploymentSettings(StrictModel):
+    """Ray Serve settings of one deployment."""
+
+    num_cpus: float = Field(default=0.5, ge=0, description="CPUs per replica (fractions fit small machines).")
+    num_gpus: float = Field(default=0.0, ge=0, description="GPUs per replica; 0 runs vLLM's CPU build.")
+    # Serve's default of 5 starves a batching engine.
+    max_ongoing_requests: int | None = Field(
+        default=None, ge=1, description="Concurrent requests per replica; None: the engine's max_num_seqs."
+    )
+    autoscaling: AutoscalingSettings = Field(default_factory=AutoscalingSettings, description="See below.")
+    resources: dict[str, float] = Field(
+        default_factory=dict, description="Custom Ray resources per replica (node labels such as a GPU type)."
+    )
+    placement_strategy: Literal["STRICT_PACK", "PACK", "SPREAD", "STRICT_SPREAD"] = Field(
+        default="STRICT_PACK", description="Placement of a tensor-parallel replica's GPUs (one node by default)."
+    )
+    # A busy engine can miss a short health check: keep the timeout generous.
+    health_check_period_s: float = Field(default=10.0, gt=0, description="Seconds between engine health checks.")
+    health_check_timeout_s: float = Field(default=30.0, gt=0, description="A check slower than this fails.")
+    graceful_shutdown_timeout_s: float = Field(default=20.0, ge=0, description="Drain time before a replica stops.")
+    env_vars: dict[str, str] = Field(default_factory=dict, description="Environment of the replica process.")
