@@ -67,6 +67,7 @@ class BundleServer:
         self.config = config
         started = time.perf_counter()
         self.engine: GenerationEngine | None = None
+        self.engine_requests = 0  # engine calls since start (shows coalescing at work in /health's report)
         self.prompts: PromptBuilder | None = None
         if config.model is not None:
             chat_renderer = load_chat_renderer(config.tokenizer or config.model) if config.prompt.chat else None
@@ -96,6 +97,7 @@ class BundleServer:
         prompt = self.prompts.build(request.state, request.prefix)
         log.debug("prompt: {!r}", prompt)
         started = time.perf_counter()
+        self.engine_requests += 1
         output = await self.engine.generate(prompt, sampling, request.request_id)
         elapsed = time.perf_counter() - started
         generated = sum(c.num_tokens for c in output.completions)
@@ -128,7 +130,11 @@ class BundleServer:
     async def health(self) -> dict[str, object]:
         """What /health reports for this bundle; raises like check_health when the engine is gone."""
         await self.check_health()
-        return {"status": "ok", "unfinished_requests": await self.num_unfinished_requests()}
+        return {
+            "status": "ok",
+            "unfinished_requests": await self.num_unfinished_requests(),
+            "engine_requests": self.engine_requests,
+        }
 
     async def num_unfinished_requests(self) -> int:
         return await self.engine.num_unfinished_requests() if self.engine is not None else 0

@@ -20,6 +20,7 @@ from ray.exceptions import ActorUnavailableError, RayActorError
 from ray.serve.exceptions import BackPressureError, DeploymentUnavailableError, RayServeException
 
 from deployments.bundle import TacticRequest
+from deployments.coalescing import SingleFlight
 from deployments.config import AppArgs, BundleConfig
 from deployments.errors import (
     GenerationTimeoutError,
@@ -153,6 +154,7 @@ class LeanServeIngress:
         self.registry = ModelRegistry(args.models)
         # bundle name -> DeploymentHandle (Serve replaces the bound deployments with handles)
         self.handles = bundles
+        self.flights: SingleFlight = SingleFlight()
 
     @app.post("/generate", response_model=GenerateResponse)
     async def generate(self, body: GenerateRequest, request: Request) -> GenerateResponse:
@@ -166,7 +168,15 @@ class LeanServeIngress:
             raise UnsupportedRouteError.generation(body.name)
         prefix = body.prefix or ""
         tactic_request = TacticRequest(request_id, body.input, prefix, body.n, body.max_tokens)
-        output = await self._call(self.handles[bundle.name].generate.remote(tactic_request))
+        def engine_call():
+            return self._call(self.handles[bundle.name].generate.remote(tactic_request))
+
+        if self.args.ingress.coalesce_identical_requests:
+            # Everything that shapes the answer is in the key; identical requests in flight share one engine call.
+            key = (bundle.name, body.input, prefix, body.n, body.max_tokens, body.use_reward)
+            output = await self.flights.run(key, engine_call)
+        else:
+            output = await engine_call()
         tactics = completions_to_tactics(
             output.completions,
             prefix=prefix,
