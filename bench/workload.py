@@ -59,10 +59,11 @@ def make_workload(config: str, quick: bool, levels: tuple[int, ...] = LEVELS, om
         config = str(config_variant(config, eager=quick, omp_threads=omp_threads))
     bundle = load_bundle(config)
     if quick:
-        # About 10 minutes on 2 cores for all four stacks: short generations, one wave at the top level.
+        # Bounded wall time on 2 cores: short generations, one wave at the top level, and a 120 s client timeout
+        # (a one-at-a-time server would otherwise take 64 x its latency at concurrency 64; timeouts count as errors).
         requests = {c: max(4, 2 * c) if c < 64 else c for c in levels}
         return Workload(config, bundle.name, n=4, max_tokens=24, levels=levels, requests=requests,
-                        level_deadline_s=90.0, extra={"source_config": source, "enforce_eager": True,
+                        level_deadline_s=90.0, request_timeout_s=120.0, extra={"source_config": source, "enforce_eager": True,
                                                          "omp_threads": omp_threads})
     requests = {c: max(8, 3 * c) for c in levels}
     return Workload(config, bundle.name, n=4, max_tokens=bundle.sampling.max_tokens, levels=levels, requests=requests,
