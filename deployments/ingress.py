@@ -168,6 +168,7 @@ class LeanServeIngress:
             raise UnsupportedRouteError.generation(body.name)
         prefix = body.prefix or ""
         tactic_request = TacticRequest(request_id, body.input, prefix, body.n, body.max_tokens)
+
         def engine_call():
             return self._call(self.handles[bundle.name].generate.remote(tactic_request))
 
