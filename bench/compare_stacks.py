@@ -371,6 +371,8 @@ def main(argv: list[str] | None = None) -> int:
             "machine": {"cpus": psutil.cpu_count(), "memory_gib": round(psutil.virtual_memory().total / 2**30, 1),
                         "load_before": load_before, "load_after": load_average()},
             "wall_s": round(time.perf_counter() - started, 1),
+            # Serve switches that change the LeanServe stack (RAY_SERVE_THROUGHPUT_OPTIMIZED, HAProxy) when set.
+            "ray_serve_env": {k: v for k, v in os.environ.items() if k.startswith("RAY_SERVE_")},
             "workload": json.loads(workload.to_json()),
             "stacks": stacks,
             "comparison": compare(stacks, workload.levels),
