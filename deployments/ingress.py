@@ -20,6 +20,7 @@ from ray.exceptions import ActorUnavailableError, RayActorError
 from ray.serve.exceptions import BackPressureError, DeploymentUnavailableError, RayServeException
 
 from deployments.bundle import ProofRequest, TacticRequest
+from deployments.coalescing import SingleFlight
 from deployments.config import AppArgs, BundleConfig
 from deployments.errors import (
     GenerationTimeoutError,
@@ -202,6 +203,7 @@ class LeanServeIngress:
         self.scorer_handles = scorers or {}
         # The shared memory of cross-call deduplication (deployments/dedup_store.py); None: no bundle opted in.
         self.dedup_store = dedup_store
+        self.flights: SingleFlight = SingleFlight()
 
     @app.post("/generate", response_model=GenerateResponse)
     async def generate(self, body: GenerateRequest, request: Request) -> GenerateResponse:
@@ -219,7 +221,17 @@ class LeanServeIngress:
             raise UnsupportedRouteError.tactic_generation(body.name)
         prefix = body.prefix or ""
         tactic_request = TacticRequest(request_id, body.input, prefix, body.n, body.max_tokens)
-        output = await self._call(self.handles[bundle.name].generate.remote(tactic_request))
+
+        def engine_call():
+            return self._call(self.handles[bundle.name].generate.remote(tactic_request))
+
+        # Not with cross-call dedup: the second of two identical requests must get other tactics than the first.
+        if self.args.ingress.coalesce_identical_requests and not bundle.dedup.enabled:
+            # Everything that shapes the answer is in the key; identical requests in flight share one engine call.
+            key = (bundle.name, body.input, prefix, body.n, body.max_tokens, body.use_reward)
+            output = await self.flights.run(key, engine_call)
+        else:
+            output = await engine_call()
         tactics = completions_to_tactics(
             output.completions,
             prefix=prefix,
