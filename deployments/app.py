@@ -36,6 +36,7 @@ def get_bundle_deployment_options(bundle: BundleConfig) -> dict[str, Any]:
     return {
         "name": bundle.deployment_name,
         "max_ongoing_requests": bundle.max_ongoing_requests,
+        "max_queued_requests": bundle.max_queued_requests,
         "autoscaling_config": autoscaling_config,
         "ray_actor_options": actor_options,
         "health_check_period_s": settings.health_check_period_s,

@@ -24,6 +24,7 @@ from deployments.config import (
     PromptConfig,
     RequestLimits,
     SamplingDefaults,
+    SecuritySettings,
     TacticFilterConfig,
 )
 
@@ -32,6 +33,7 @@ SECTIONS: list[tuple[str, type[BaseModel]]] = [
     ("args", AppArgs),
     ("args.ingress", IngressSettings),
     ("args.limits", RequestLimits),
+    ("args.security", SecuritySettings),
     ("args.models[]", BundleConfig),
     ("args.models[].prompt", PromptConfig),
     ("args.models[].sampling", SamplingDefaults),
