@@ -15,6 +15,7 @@ from deployments.config import AppArgs, BundleConfig, IngressSettings, parse_app
 from deployments.ingress import LeanServeIngress
 
 INGRESS_DEPLOYMENT_NAME = "ingress"
+INGRESS_SHUTDOWN_MARGIN_S = 10.0
 
 
 def get_bundle_deployment_options(bundle: BundleConfig) -> dict[str, Any]:
@@ -51,6 +52,9 @@ def get_ingress_deployment_options(settings: IngressSettings) -> dict[str, Any]:
         "num_replicas": settings.num_replicas,
         "max_ongoing_requests": settings.max_ongoing_requests,
         "ray_actor_options": {"num_cpus": settings.num_cpus},
+        # On a redeploy the old ingress replica stops; its requests may still wait for a bundle that restarts
+        # meanwhile. Serve's 20 s default would cut them off: wait as long as their own deadline instead.
+        "graceful_shutdown_timeout_s": settings.request_timeout_s + INGRESS_SHUTDOWN_MARGIN_S,
     }
 
 
