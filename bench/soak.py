@@ -124,6 +124,8 @@ async def soak(url: str, root: psutil.Process, options) -> dict:
         "p99_first_window_s": first and first["p99_s"],
         "p99_last_window_s": last and last["p99_s"],
         "p99_drift_ratio": round(last["p99_s"] / first["p99_s"], 3) if first else None,
+        # With few requests a window's p99 is its slowest request; the median drifts less by chance.
+        "p50_drift_ratio": round(last["p50_s"] / first["p50_s"], 3) if first else None,
         "pss_first_window_gib": first_pss,
         "pss_last_window_gib": last_pss,
         "pss_drift_mib": round((last_pss - first_pss) * 1024, 1) if first_pss is not None else None,
