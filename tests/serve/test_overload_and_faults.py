@@ -284,7 +284,6 @@ def test_a_dead_engine_gives_503s_then_the_service_recovers_by_itself(fault_app)
     engine_processes = descendants(replicas)
     assert len(replicas) == 1 and engine_processes, "the replica should run vLLM's engine core in a child process"
     results: list[httpx.Response | Exception] = []
-    assert fault_app.unfinished() == 0  # also readies the driver's handle before the clock matters
 
     def in_flight(i: int) -> None:
         try:
@@ -295,7 +294,10 @@ def test_a_dead_engine_gives_503s_then_the_service_recovers_by_itself(fault_app)
     senders = [threading.Thread(target=in_flight, args=(i,)) for i in range(MAX_ONGOING)]
     for sender in senders:
         sender.start()
-    assert fault_app.wait_unfinished(lambda n: n >= MAX_ONGOING, 60) >= MAX_ONGOING
+    # They take tens of seconds; give them a few to reach the engine. (The engine's unfinished count read through
+    # the handle stayed 0 here while they ran, with both replica slots taken: not a reliable signal for this.)
+    # Had they finished before the kill they would be 200s, and the assertions below would fail.
+    time.sleep(5)
     for process in still_running(engine_processes):  # only the engine of this module's own replica
         process.send_signal(signal.SIGKILL)
     for sender in senders:
