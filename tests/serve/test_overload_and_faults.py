@@ -40,6 +40,8 @@ SLOW = {"n": 4, "max_tokens": 1500}
 QUICK = {"n": 2, "max_tokens": 4}
 # Long enough (tens of seconds) to be surely in flight when the engine is killed.
 LONGEST = {"n": 4, "max_tokens": 4000}
+# Longer than Serve's default drain of 20 s: a redeploy must let it finish.
+LONGER_THAN_A_DRAIN = {"n": 16, "max_tokens": 4000}
 RECOVERY_TIMEOUT_S = 420
 
 
@@ -256,7 +258,19 @@ def test_a_redeploy_with_a_changed_config_drops_no_request(fault_app):
                 statuses.append(type(exc).__name__)
             i += 1
 
-    clients = [threading.Thread(target=steady_client, args=(k,)) for k in range(MAX_QUEUED)]
+    long_started = []
+
+    def long_request() -> None:
+        long_started.append(time.perf_counter())
+        try:
+            response = generate(fault_app.url, state="⊢ a long one", timeout=REQUEST_TIMEOUT_S + 30, **LONGER_THAN_A_DRAIN)
+            long_result.append((response.status_code, time.perf_counter() - long_started[0]))
+        except httpx.HTTPError as exc:
+            long_result.append((type(exc).__name__, time.perf_counter() - long_started[0]))
+
+    long_result: list = []
+    clients = [threading.Thread(target=steady_client, args=(k,)) for k in range(MAX_ONGOING - 1)]
+    clients.append(threading.Thread(target=long_request))
     for client in clients:
         client.start()
     try:
@@ -274,6 +288,8 @@ def test_a_redeploy_with_a_changed_config_drops_no_request(fault_app):
     new_replicas = fault_app.bundle_replicas()
     assert [p.pid for p in new_replicas] != [p.pid for p in old_replicas], "the redeploy should replace the replica"
     assert statuses and all(status == 200 for status in statuses), statuses
+    # The long request was in flight on the old replicas when they were told to stop: it must finish, not be cut.
+    assert long_result and long_result[0][0] == 200, long_result
     assert len(statuses) > redeployed_at >= before, "requests were sent while the app was redeployed and after"
     response = generate(fault_app.url, n=None)
     assert response.status_code == 200 and len(response.json()["outputs"]) <= 3

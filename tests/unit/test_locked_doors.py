@@ -67,3 +67,12 @@ def test_an_old_ingress_replica_waits_for_its_requests_deadline_before_stopping(
 
     options = get_ingress_deployment_options(IngressSettings(request_timeout_s=120))
     assert options["graceful_shutdown_timeout_s"] > 120
+
+
+def test_an_old_bundle_replica_drains_its_requests_until_their_deadline():
+    from deployments.config import IngressSettings
+
+    bundle = BundleConfig(name="m", model="x")
+    assert get_bundle_deployment_options(bundle, IngressSettings(request_timeout_s=120))["graceful_shutdown_timeout_s"] > 120
+    explicit = BundleConfig(name="m", model="x", deployment={"graceful_shutdown_timeout_s": 5})
+    assert get_bundle_deployment_options(explicit)["graceful_shutdown_timeout_s"] == 5
