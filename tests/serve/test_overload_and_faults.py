@@ -41,7 +41,7 @@ QUICK = {"n": 2, "max_tokens": 4}
 # Long enough (tens of seconds) to be surely in flight when the engine is killed.
 LONGEST = {"n": 4, "max_tokens": 4000}
 # Longer than Serve's default drain of 20 s: a redeploy must let it finish.
-LONGER_THAN_A_DRAIN = {"n": 16, "max_tokens": 4000}
+LONGER_THAN_A_DRAIN = {"n": 24, "max_tokens": 4000}
 RECOVERY_TIMEOUT_S = 420
 
 
@@ -274,9 +274,11 @@ def test_a_redeploy_with_a_changed_config_drops_no_request(fault_app):
     for client in clients:
         client.start()
     try:
-        while not statuses or not long_started:
+        # The long request fills the engine's batch (n > max_num_seqs): quick requests wait behind it, so start
+        # the redeploy a few seconds after it, not after a quick one.
+        while not long_started:
             time.sleep(0.2)
-        time.sleep(2)
+        time.sleep(3)
         before = len(statuses)
         assert not long_result, "the long request must still be in flight when the redeploy starts"
         # A changed bundle option (sampling.n): new init args, so Serve replaces the replicas (the `serve deploy` path).
@@ -292,7 +294,7 @@ def test_a_redeploy_with_a_changed_config_drops_no_request(fault_app):
     assert statuses and all(status == 200 for status in statuses), statuses
     # The long request was in flight on the old replicas when they were told to stop: it must finish, not be cut.
     assert long_result and long_result[0][0] == 200, long_result
-    assert len(statuses) > redeployed_at >= before, "requests were sent while the app was redeployed and after"
+    assert len(statuses) > redeployed_at, "requests were sent while the app was redeployed and after"
     response = generate(fault_app.url, n=None)
     assert response.status_code == 200 and len(response.json()["outputs"]) <= 3
 
