@@ -279,7 +279,6 @@ def test_a_redeploy_with_a_changed_config_drops_no_request(fault_app):
         while not long_started:
             time.sleep(0.2)
         time.sleep(3)
-        before = len(statuses)
         assert not long_result, "the long request must still be in flight when the redeploy starts"
         # A changed bundle option (sampling.n): new init args, so Serve replaces the replicas (the `serve deploy` path).
         serve.run(build_app(fault_app_args(fault_app.tiny_llama, n=3)), name=APP, route_prefix="/", blocking=False)
