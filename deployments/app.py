@@ -19,19 +19,29 @@ from deployments.scaling import autoscaling_config, placement_options
 from deployments.scorer_server import ScorerServer, get_scorer_deployment_options
 
 INGRESS_DEPLOYMENT_NAME = "ingress"
+SHUTDOWN_MARGIN_S = 10.0
 
 
-def get_bundle_deployment_options(bundle: BundleConfig) -> dict[str, Any]:
-    """Serve options of one bundle's deployment, all derived from its typed config."""
+def drain_timeout_s(ingress: IngressSettings) -> float:
+    """How long a stopping replica waits for its requests: as long as their deadline, so a redeploy cuts none."""
+    return ingress.request_timeout_s + SHUTDOWN_MARGIN_S
+
+
+def get_bundle_deployment_options(bundle: BundleConfig, ingress: Optional[IngressSettings] = None) -> dict[str, Any]:
+    """Serve options of one bundle's deployment, all derived from its typed config (and the ingress deadline)."""
     settings = bundle.deployment
+    drain_s = settings.graceful_shutdown_timeout_s
+    if drain_s is None:
+        drain_s = drain_timeout_s(ingress or IngressSettings())
     return {
         "name": bundle.deployment_name,
         "max_ongoing_requests": bundle.max_ongoing_requests,
+        "max_queued_requests": bundle.max_queued_requests,
         "autoscaling_config": autoscaling_config(settings.autoscaling, bundle.engine_args.max_num_seqs),
         **placement_options(settings, bundle.engine_args.tensor_parallel_size),
         "health_check_period_s": settings.health_check_period_s,
         "health_check_timeout_s": settings.health_check_timeout_s,
-        "graceful_shutdown_timeout_s": settings.graceful_shutdown_timeout_s,
+        "graceful_shutdown_timeout_s": drain_s,
     }
 
 
@@ -41,6 +51,9 @@ def get_ingress_deployment_options(settings: IngressSettings) -> dict[str, Any]:
         "num_replicas": settings.num_replicas,
         "max_ongoing_requests": settings.max_ongoing_requests,
         "ray_actor_options": {"num_cpus": settings.num_cpus},
+        # On a redeploy the old ingress replica stops; its requests may still wait for a bundle that restarts
+        # meanwhile. Serve's 20 s default would cut them off: wait as long as their own deadline instead.
+        "graceful_shutdown_timeout_s": drain_timeout_s(settings),
     }
 
 
@@ -54,7 +67,7 @@ def bind_app(args: AppArgs, engine_factory: Optional[EngineFactory] = None) -> A
     """`build_app` with the engine injectable (tests bind a fake one); Serve's config path never sets it."""
     bundles = {}
     for bundle in args.models:
-        options = get_bundle_deployment_options(bundle)
+        options = get_bundle_deployment_options(bundle, args.ingress)
         logger.info("bundle {} -> deployment {}: {}", bundle.name, options["name"], options)
         bundles[bundle.name] = serve.deployment(BundleServer).options(**options).bind(bundle, engine_factory)
     scorers = {}

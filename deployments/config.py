@@ -6,6 +6,7 @@ forbids unknown keys, so a typo in `serve_config.yaml` fails at start with a mes
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -22,6 +23,8 @@ from scorer.config import ScorerConfig, scorer_from_env
 DEFAULT_HTTP_HOST = "127.0.0.1"
 DEFAULT_HTTP_PORT = 23337  # LeanCopilot's default port for external models
 BUNDLE_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:/@+-]*$"
+# LeanCopilot sends no Authorization header: clients on these networks may skip the API key.
+DEFAULT_ALLOW_NETWORKS = ("127.0.0.0/8", "::1/128")
 
 
 class FewShotExample(StrictModel):
@@ -284,6 +287,12 @@ class BundleConfig(StrictModel):
         return explicit if explicit is not None else self.engine_args.max_num_seqs
 
     @property
+    def max_queued_requests(self) -> int:
+        """Requests that may wait for a slot: one more engine batch; beyond it the client gets 503 at once."""
+        explicit = self.deployment.max_queued_requests
+        return explicit if explicit is not None else self.engine_args.max_num_seqs
+
+    @property
     def target_ongoing_requests(self) -> float:
         """Autoscaling target: scale out when replicas run at about half their batch size."""
         from deployments.scaling import target_ongoing_requests  # the one rule, shared with the scorer
@@ -322,6 +331,38 @@ class RequestLimits(StrictModel):
     max_tokens: int = Field(default=1_024, ge=1, description="Largest `max_tokens` a request may ask for (422 beyond).")
 
 
+class SecuritySettings(StrictModel):
+    """Opt-in API keys. The keys never sit in a config file: it names where the ingress reads them."""
+
+    api_keys_env: str | None = Field(
+        default=None, description="Environment variable holding the API keys (one per line or comma-separated)."
+    )
+    api_keys_file: str | None = Field(default=None, description="File holding the API keys, one per line.")
+    allow_networks: list[str] = Field(
+        default_factory=lambda: list(DEFAULT_ALLOW_NETWORKS),
+        description="Client networks that may call without a key (LeanCopilot sends none); [] requires it of all.",
+    )
+
+    @field_validator("allow_networks")
+    @classmethod
+    def _networks_parse(cls, value: list[str]) -> list[str]:
+        for network in value:
+            try:
+                ipaddress.ip_network(network, strict=False)
+            except ValueError as exc:
+                raise ValueError(f"allow_networks: {exc}") from None
+        return value
+
+    @field_validator("api_keys_file")
+    @classmethod
+    def _absolute_key_file(cls, value: str | None) -> str | None:
+        return resolve_local_path(value)
+
+    @property
+    def keys_required(self) -> bool:
+        return self.api_keys_env is not None or self.api_keys_file is not None
+
+
 class AppArgs(StrictModel):
     """The `args` of a LeanServe application in a Ray Serve config file."""
 
@@ -349,6 +390,7 @@ class AppArgs(StrictModel):
         if bundle.scorer is True:
             return self.scorers[0]
         return next(s for s in self.scorers if s.name == bundle.scorer)
+    security: SecuritySettings = Field(default_factory=SecuritySettings, description="See below.")
 
     @model_validator(mode="after")
     def _unique_names(self) -> AppArgs:

@@ -57,6 +57,12 @@ class DeploymentSettings(StrictModel):
     max_ongoing_requests: int | None = Field(
         default=None, ge=1, description="Concurrent requests per replica; None: the engine's max_num_seqs."
     )
+    # Bounded, so a flood gets a quick 503 instead of a latency that grows without bound.
+    max_queued_requests: int | None = Field(
+        default=None,
+        ge=1,
+        description="Requests waiting per caller for a free replica slot (503 beyond); None: max_num_seqs.",
+    )
     autoscaling: AutoscalingSettings = Field(default_factory=AutoscalingSettings, description="See below.")
     resources: dict[str, float] = Field(
         default_factory=dict, description="Custom Ray resources per replica (node labels such as a GPU type)."
@@ -67,5 +73,8 @@ class DeploymentSettings(StrictModel):
     # A busy engine can miss a short health check: keep the timeout generous.
     health_check_period_s: float = Field(default=10.0, gt=0, description="Seconds between engine health checks.")
     health_check_timeout_s: float = Field(default=30.0, gt=0, description="A check slower than this fails.")
-    graceful_shutdown_timeout_s: float = Field(default=20.0, ge=0, description="Drain time before a replica stops.")
+    # A redeploy stops old replicas; draining shorter than the request deadline would cut long requests off.
+    graceful_shutdown_timeout_s: float | None = Field(
+        default=None, ge=0, description="Drain time before a replica stops; None: the ingress deadline + 10 s."
+    )
     env_vars: dict[str, str] = Field(default_factory=dict, description="Environment of the replica process.")

@@ -22,6 +22,14 @@ class LeanServeError(Exception):
         return (type(self), (self.detail,))
 
 
+class UnauthorizedError(LeanServeError):
+    """No valid API key from a client outside the allow-list."""
+
+    status_code = 401
+    # RFC 6750: a 401 names the scheme the client should use.
+    challenge = "Bearer"
+
+
 class UnknownModelError(LeanServeError):
     status_code = 404
 

@@ -19,6 +19,7 @@ from ray import serve
 from ray.exceptions import ActorUnavailableError, RayActorError
 from ray.serve.exceptions import BackPressureError, DeploymentUnavailableError, RayServeException
 
+from deployments import auth
 from deployments.bundle import ProofRequest, TacticRequest
 from deployments.coalescing import SingleFlight
 from deployments.config import AppArgs, BundleConfig
@@ -28,6 +29,7 @@ from deployments.errors import (
     LeanServeError,
     ScorerNotConfiguredError,
     ServiceUnavailableError,
+    UnauthorizedError,
     UnknownModelError,
     UnsupportedRouteError,
     find_leanserve_error,
@@ -55,7 +57,7 @@ from scorer.templates import ScoringInput
 
 REQUEST_ID_HEADER = "X-Request-Id"
 _ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
-    status: {"model": ErrorResponse} for status in (400, 404, 413, 422, 503, 504)
+    status: {"model": ErrorResponse} for status in (400, 401, 404, 413, 422, 503, 504)
 }
 
 
@@ -92,6 +94,8 @@ def error_response(error: LeanServeError) -> JSONResponse:
     headers = {}
     if error.retry_after_s is not None:
         headers["Retry-After"] = str(error.retry_after_s)
+    if isinstance(error, UnauthorizedError):
+        headers["WWW-Authenticate"] = error.challenge
     return JSONResponse(status_code=error.status_code, content={"detail": error.detail}, headers=headers)
 
 
@@ -130,6 +134,14 @@ async def _request_id_middleware(request: Request, call_next):
     # Serve's proxy puts the client's X-Request-Id (or a fresh one) on the request and echoes it on the
     # response; reuse it so the logs and the client see one id. Outside Serve (unit tests), make one.
     request.state.request_id = request.headers.get(REQUEST_ID_HEADER) or uuid.uuid4().hex
+    # Before routing and body parsing: a stranger learns nothing, not even whether the body would be valid.
+    client_host = request.client.host if request.client else None
+    # Serve mounts the app under its route prefix (root_path): the gate sees the app's own path, /health etc.
+    path = request.url.path.removeprefix(request.scope.get("root_path", "").rstrip("/")) or "/"
+    try:
+        auth.check_request(path, client_host, request.headers.get("authorization"))
+    except UnauthorizedError as denied:
+        return _log_and_respond(request, denied)
     return await call_next(request)
 
 
@@ -196,6 +208,8 @@ class LeanServeIngress:
     ):
         configure_logging("ingress")
         self.args = args
+        # Fails the replica's start (Serve reports it) when the configured key source is missing or empty.
+        auth.install_gate(auth.ApiKeyGate.from_settings(args.security))
         self.registry = ModelRegistry(args.models)
         # bundle name -> DeploymentHandle (Serve replaces the bound deployments with handles)
         self.handles = bundles

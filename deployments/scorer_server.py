@@ -39,6 +39,7 @@ def get_scorer_deployment_options(config: ScorerConfig) -> dict[str, Any]:
     return {
         "name": config.deployment_name,
         "max_ongoing_requests": config.max_ongoing_requests,
+        "max_queued_requests": config.max_queued_requests,
         "autoscaling_config": autoscaling_config(settings.autoscaling, config.max_batch_size),
         **placement_options(settings),
         "health_check_period_s": settings.health_check_period_s,

@@ -123,7 +123,8 @@ def clean_completion(completion: str, prefix: str = "", chat: bool = False) -> s
         # that is no continuation of what the user typed.
         return tactic if tactic.startswith(prefix) and tactic.strip() else None
     tactic = extract_chat_tactic(completion) if chat else continue_prefix("", completion).strip()
-    return tactic or None
+    # A fence left over (an opening "```lean" line, a bare "```") is markup, never a tactic.
+    return tactic if tactic and "```" not in tactic else None
 
 
 def brackets_balance(text: str) -> bool:

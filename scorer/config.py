@@ -55,6 +55,10 @@ class ScorerDeploymentSettings(DeploymentSettings):
     max_ongoing_requests: int | None = Field(
         default=None, ge=1, description="Concurrent scoring calls per replica; None: twice max_batch_size."
     )
+    max_queued_requests: int | None = Field(
+        default=None, ge=1, description="Scoring calls waiting per caller (503 beyond); None: max_ongoing_requests."
+    )
+    # Scoring calls take well under a second: a short drain loses none.
     graceful_shutdown_timeout_s: float = Field(default=10.0, ge=0, description="Drain time before a replica stops.")
 
 
@@ -81,6 +85,10 @@ class ScorerConfig(StrictModel):
         """Scoring calls (one per /generate, n candidates each) a replica takes; None in the config: twice a
         batch, so the next batch fills while one runs (Serve's default of 5 starved it)."""
         return self.deployment.max_ongoing_requests or 2 * self.max_batch_size
+
+    @property
+    def max_queued_requests(self) -> int:
+        return self.deployment.max_queued_requests or self.max_ongoing_requests
 
     @property
     def deployment_name(self) -> str:

@@ -1,0 +1,133 @@
+"""API keys and the client allow-list: pure logic, no Ray."""
+
+import hmac
+
+import pytest
+
+from deployments import auth
+from deployments.auth import ApiKeyGate, bearer_token, load_api_keys, parse_keys
+from deployments.config import AppArgs, ConfigError, SecuritySettings, parse_app_args
+from deployments.errors import UnauthorizedError
+from deployments.ingress import error_response
+
+KEYS = ["k-alpha-123", "k-beta-456"]
+
+
+def gate(allow=("127.0.0.0/8", "::1/128")) -> ApiKeyGate:
+    return ApiKeyGate(KEYS, allow)
+
+
+def test_keys_are_off_by_default_and_loopback_is_the_default_allow_list():
+    settings = AppArgs.model_validate({"models": [{"name": "m", "model": "x"}]}).security
+    assert not settings.keys_required
+    assert ApiKeyGate.from_settings(settings, environ={}) is None
+    assert settings.allow_networks == ["127.0.0.0/8", "::1/128"]
+
+
+def test_keys_come_from_the_named_env_var_or_file(tmp_path):
+    key_file = tmp_path / "keys"
+    key_file.write_text("# team keys\nfile-key-1\n\nfile-key-2\n")
+    settings = SecuritySettings(api_keys_env="LEANSERVE_API_KEYS", api_keys_file=str(key_file))
+    assert load_api_keys(settings, {"LEANSERVE_API_KEYS": "env-a, env-b"}) == ["env-a", "env-b", "file-key-1", "file-key-2"]
+    assert parse_keys("a,b\nc") == ["a", "b", "c"]
+
+
+@pytest.mark.parametrize(
+    ("settings", "environ", "fragment"),
+    [
+        ({"api_keys_env": "LEANSERVE_API_KEYS"}, {}, "LEANSERVE_API_KEYS is unset or empty"),
+        ({"api_keys_env": "LEANSERVE_API_KEYS"}, {"LEANSERVE_API_KEYS": "  "}, "unset or empty"),
+        ({"api_keys_file": "/nonexistent/keys"}, {}, "cannot read /nonexistent/keys"),
+    ],
+)
+def test_a_missing_key_source_fails_instead_of_opening_the_door(settings, environ, fragment):
+    with pytest.raises(ConfigError) as caught:
+        ApiKeyGate.from_settings(SecuritySettings(**settings), environ=environ)
+    assert fragment in str(caught.value)
+
+
+def test_an_empty_key_file_fails(tmp_path):
+    empty = tmp_path / "keys"
+    empty.write_text("# nothing yet\n")
+    with pytest.raises(ConfigError, match="hold none"):
+        load_api_keys(SecuritySettings(api_keys_file=str(empty)), {})
+
+
+def test_bad_networks_fail_at_config_time():
+    with pytest.raises(ConfigError) as caught:
+        parse_app_args({"models": [{"name": "m", "model": "x"}], "security": {"allow_networks": ["10.0.0.0/33"]}})
+    assert "security.allow_networks" in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("header", "token"),
+    [("Bearer abc", "abc"), ("bearer  abc ", "abc"), ("Basic abc", None), ("Bearer", None), ("", None), (None, None)],
+)
+def test_bearer_token(header, token):
+    assert bearer_token(header) == token
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "127.8.9.10", "::1", "::ffff:127.0.0.1"])
+def test_loopback_clients_skip_the_key(host):
+    gate().check("/generate", host, None)
+
+
+@pytest.mark.parametrize("host", ["192.0.2.7", "10.1.2.3", "fd00::2", None, "testclient", "::ffff:192.0.2.7"])
+def test_other_clients_need_a_valid_key(host):
+    with pytest.raises(UnauthorizedError, match="API key is required"):
+        gate().check("/generate", host, None)
+    with pytest.raises(UnauthorizedError, match="not valid"):
+        gate().check("/generate", host, "Bearer k-alpha-12")
+    with pytest.raises(UnauthorizedError, match="not valid"):
+        gate().check("/encode", host, "Bearer k-alpha-1234")
+    for key in KEYS:
+        gate().check("/generate", host, f"Bearer {key}")
+
+
+def test_an_empty_allow_list_requires_the_key_of_loopback_too():
+    with pytest.raises(UnauthorizedError):
+        gate(allow=()).check("/models", "127.0.0.1", None)
+    gate(allow=()).check("/models", "127.0.0.1", "Bearer k-beta-456")
+
+
+def test_a_configured_network_skips_the_key():
+    gate(allow=("10.0.0.0/8",)).check("/generate", "10.200.0.1", None)
+
+
+def test_health_stays_open():
+    gate(allow=()).check("/health", "192.0.2.7", None)
+
+
+def test_every_key_is_compared_in_constant_time(monkeypatch):
+    compared = []
+    real_compare = hmac.compare_digest
+
+    def spy(a, b):
+        compared.append(b)
+        return real_compare(a, b)
+
+    monkeypatch.setattr(auth.hmac, "compare_digest", spy)
+    # A match on the first key still compares the rest: no early exit that timing could reveal.
+    assert gate().key_valid("k-alpha-123")
+    assert compared == [k.encode() for k in KEYS]
+
+
+def test_non_ascii_tokens_are_simply_invalid():
+    assert not gate().key_valid("ключ")
+
+
+def test_401_is_json_with_a_bearer_challenge():
+    response = error_response(UnauthorizedError("The API key is not valid."))
+    assert response.status_code == 401
+    assert response.headers["www-authenticate"] == "Bearer"
+    assert response.body == b'{"detail":"The API key is not valid."}'
+
+
+def test_the_installed_gate_guards_check_request():
+    auth.install_gate(gate(allow=()))
+    try:
+        with pytest.raises(UnauthorizedError):
+            auth.check_request("/generate", "127.0.0.1", None)
+    finally:
+        auth.install_gate(None)
+    auth.check_request("/generate", "192.0.2.7", None)
