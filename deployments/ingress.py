@@ -52,6 +52,7 @@ from deployments.protocol import (
 from deployments.validation import check_generate_request, check_input_size, check_prove_request
 from models.tactics import ScoredTactic, completions_to_tactics
 from models.whole_proof import PRESETS, completions_to_proofs
+from scorer.config import ScorerConfig
 from scorer.ranking import rank_by_progress
 from scorer.templates import ScoringInput
 
@@ -257,7 +258,7 @@ class LeanServeIngress:
             tactics = await self._skip_returned(bundle.name, body.input, prefix, tactics, request_id)
         record_candidates(bundle.name, len(tactics))
         if scorer is not None:
-            outputs = await self._rank_by_progress(scorer.name, request_id, body.input, prefix, tactics)
+            outputs = await self._rank_by_progress(scorer, request_id, body.input, prefix, tactics)
         else:
             outputs = [Candidate(output=t.output, score=t.score) for t in tactics]
         request_logger(request_id).info(
@@ -268,15 +269,14 @@ class LeanServeIngress:
         return GenerateResponse(outputs=outputs)
 
     async def _rank_by_progress(
-        self, scorer_name: str, request_id: str, goal: str, prefix: str, tactics: list[ScoredTactic]
+        self, scorer: ScorerConfig, request_id: str, goal: str, prefix: str, tactics: list[ScoredTactic]
     ) -> list[Candidate]:
         """LeanProgress scores for every candidate, ranked per the contract (score = reward unless mixing)."""
         if not tactics:
             return []
         items = [ScoringInput(goal=goal, prefix=prefix, tactic=t.output) for t in tactics]
-        steps = await self._call(self.scorer_handles[scorer_name].score.remote(request_id, items))
-        mixing = next(s.mixing for s in self.args.scorers if s.name == scorer_name)
-        ranked = rank_by_progress([(t.output, t.score) for t in tactics], steps, mixing)
+        steps = await self._call(self.scorer_handles[scorer.name].score.remote(request_id, items))
+        ranked = rank_by_progress([(t.output, t.score) for t in tactics], steps, scorer.mixing)
         return [
             Candidate(output=c.output, score=c.score, model_score=c.model_score, steps_remaining=c.steps_remaining,
                       reward=c.reward)
@@ -329,30 +329,10 @@ class LeanServeIngress:
 
     @app.get("/health")
     async def health(self) -> JSONResponse:
-        """200 only when every bundle's engine answers its own health check in time."""
-        names = bundles_to_probe(self.args.models)
-        too_slow = ServiceUnavailableError("The engine did not answer its health check in time.")
-        results = await asyncio.gather(
-            *(self._call(self.handles[n].health.remote(), self.args.ingress.health_timeout_s, too_slow) for n in names),
-            return_exceptions=True,
-        )
-        report = {
-            name: ("ok" if not isinstance(result, BaseException) else describe_failure(result))
-            for name, result in zip(names, results)
-        }
+        """200 only when every bundle's engine and every scorer answers its own health check in time."""
+        report = await self._probe(self.handles, bundles_to_probe(self.args.models))
         report.update({b.name: SCALES_TO_ZERO for b in self.args.models if b.name not in report})
-        scorer_names = list(self.scorer_handles)
-        scorer_results = await asyncio.gather(
-            *(
-                self._call(self.scorer_handles[n].health.remote(), self.args.ingress.health_timeout_s, too_slow)
-                for n in scorer_names
-            ),
-            return_exceptions=True,
-        )
-        scorers = {
-            name: ("ok" if not isinstance(result, BaseException) else describe_failure(result))
-            for name, result in zip(scorer_names, scorer_results)
-        }
+        scorers = await self._probe(self.scorer_handles, list(self.scorer_handles))
         healthy = all(status in ("ok", SCALES_TO_ZERO) for status in report.values()) and all(
             status == "ok" for status in scorers.values()
         )
@@ -364,6 +344,18 @@ class LeanServeIngress:
             content={"detail": "Some models cannot answer.", "status": "unavailable", "models": report, **extra},
             headers={"Retry-After": str(ServiceUnavailableError.retry_after_s)},
         )
+
+    async def _probe(self, handles: dict[str, Any], names: list[str]) -> dict[str, str]:
+        """Each deployment's health() at once: "ok", or a short reason."""
+        too_slow = ServiceUnavailableError("The engine did not answer its health check in time.")
+        results = await asyncio.gather(
+            *(self._call(handles[n].health.remote(), self.args.ingress.health_timeout_s, too_slow) for n in names),
+            return_exceptions=True,
+        )
+        return {
+            name: ("ok" if not isinstance(result, BaseException) else describe_failure(result))
+            for name, result in zip(names, results)
+        }
 
     @app.get("/models", response_model=ModelsResponse)
     async def models(self) -> ModelsResponse:

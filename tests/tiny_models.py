@@ -86,11 +86,20 @@ def build_tiny_llama(folder: Path, seed: int = 0) -> Path:
 def build_tiny_encoder(folder: Path, seed: int = 0) -> Path:
     """A 2-layer BERT encoder with random weights, saved as an HF folder."""
     import torch
-    from transformers import BertConfig, BertModel
+    from transformers import BertModel
 
     folder.mkdir(parents=True, exist_ok=True)
-    tokenizer = build_tokenizer(folder, vocab_size=512)
-    config = BertConfig(
+    config = tiny_bert_config(build_tokenizer(folder, vocab_size=512))
+    torch.manual_seed(seed)
+    BertModel(config).save_pretrained(folder)
+    return folder
+
+
+def tiny_bert_config(tokenizer, **extra):
+    """2 layers, hidden 32: the encoder and the LeanProgress checkpoint share it."""
+    from transformers import BertConfig
+
+    return BertConfig(
         vocab_size=len(tokenizer),
         hidden_size=32,
         intermediate_size=64,
@@ -98,10 +107,8 @@ def build_tiny_encoder(folder: Path, seed: int = 0) -> Path:
         num_attention_heads=2,
         max_position_embeddings=1024,
         pad_token_id=tokenizer.pad_token_id,
+        **extra,
     )
-    torch.manual_seed(seed)
-    BertModel(config).save_pretrained(folder)
-    return folder
 
 
 def build_tiny_byt5(folder: Path, seed: int = 0) -> Path:
