@@ -198,15 +198,20 @@ class TransformersEngine:
         )
         # Everything before the generated steps is the prompt (decoder-only) or the forced decoder start and prefix.
         first = out.sequences.shape[1] - token_logprobs.shape[1]
+        # Fewer steps than max_tokens: every sequence of the batch ended by EOS or a stop string. The token
+        # that matched a stop string may not decode to it (a partial UTF-8 byte), so the text alone can't tell.
+        batch_stopped = token_logprobs.shape[1] < sampling.max_tokens
         completions = [
-            self._completion(out.sequences[i, first:], token_logprobs[i], sampling.stop, beam)
+            self._completion(out.sequences[i, first:], token_logprobs[i], sampling.stop, beam, batch_stopped)
             for i in range(out.sequences.shape[0])
         ]
         if not beam and sampling.temperature == 0:
             completions = completions * sampling.n  # greedy: n identical candidates, as vLLM returns them
         return EngineOutput(completions=completions, prompt_tokens=prompt_tokens)
 
-    def _completion(self, token_ids, logprobs, stop: tuple[str, ...], beam: bool) -> Completion:
+    def _completion(
+        self, token_ids, logprobs, stop: tuple[str, ...], beam: bool, batch_stopped: bool = False
+    ) -> Completion:
         tokenizer = self.tokenizer
         eos = tokenizer.eos_token_id
         kept: list[tuple[int, float]] = []
@@ -226,7 +231,7 @@ class TransformersEngine:
             text=text,
             cumulative_logprob=total,
             num_tokens=len(chosen),
-            finish_reason="stop" if (ended or stopped) else "length",
+            finish_reason="stop" if (ended or stopped or batch_stopped) else "length",
             score=sequence_probability(chosen) if beam else None,
         )
 
