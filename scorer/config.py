@@ -52,9 +52,8 @@ class ScorerDeploymentSettings(DeploymentSettings):
 
     num_cpus: float = Field(default=0.25, ge=0, description="CPUs per replica (fractions fit small machines).")
     num_gpus: float = Field(default=0.0, ge=0, description="GPU fraction per replica (e.g. 0.1 beside a bundle).")
-    max_ongoing_requests: int | None = Field(
-        default=None, ge=1, description="Concurrent scoring calls per replica; None: twice max_batch_size."
-    )
+    # Scoring calls are cheap next to generation; Serve's default of 5 starved the batcher (STACK-NOTES).
+    max_ongoing_requests: int = Field(default=64, ge=1, description="Concurrent scoring calls per replica.")
     max_queued_requests: int | None = Field(
         default=None, ge=1, description="Scoring calls waiting per caller (503 beyond); None: max_ongoing_requests."
     )
@@ -82,9 +81,7 @@ class ScorerConfig(StrictModel):
 
     @property
     def max_ongoing_requests(self) -> int:
-        """Scoring calls (one per /generate, n candidates each) a replica takes; None in the config: twice a
-        batch, so the next batch fills while one runs (Serve's default of 5 starved it)."""
-        return self.deployment.max_ongoing_requests or 2 * self.max_batch_size
+        return self.deployment.max_ongoing_requests
 
     @property
     def max_queued_requests(self) -> int:
