@@ -13,19 +13,14 @@ from typing import TYPE_CHECKING, Any
 import anthropic
 
 from models.engine import ChatMessages, Completion, SamplingRequest
-from models.remote_engine import ApiFailure, RemoteChatEngine, parse_retry_after
+from models.remote_engine import ApiFailure, RemoteChatEngine, failure_from_sdk_error
 
 if TYPE_CHECKING:
     from deployments.config import BundleConfig
 
 
 def to_api_failure(exc: anthropic.AnthropicError) -> ApiFailure:
-    if isinstance(exc, anthropic.APITimeoutError):
-        return ApiFailure(f"timed out: {exc}", timeout=True)
-    if isinstance(exc, anthropic.APIStatusError):
-        retry_after = parse_retry_after(exc.response.headers.get("retry-after"))
-        return ApiFailure(f"HTTP {exc.status_code}: {exc.message}", status=exc.status_code, retry_after_s=retry_after)
-    return ApiFailure(f"{type(exc).__name__}: {exc}")
+    return failure_from_sdk_error(exc, anthropic.APITimeoutError, anthropic.APIStatusError)
 
 
 def split_system(messages: ChatMessages) -> tuple[str | None, list[dict[str, str]]]:

@@ -13,19 +13,14 @@ from typing import TYPE_CHECKING, Any
 import openai
 
 from models.engine import ChatMessages, Completion, SamplingRequest
-from models.remote_engine import ApiFailure, RemoteChatEngine, parse_retry_after
+from models.remote_engine import ApiFailure, RemoteChatEngine, failure_from_sdk_error
 
 if TYPE_CHECKING:
     from deployments.config import BundleConfig
 
 
 def to_api_failure(exc: openai.OpenAIError) -> ApiFailure:
-    if isinstance(exc, openai.APITimeoutError):
-        return ApiFailure(f"timed out: {exc}", timeout=True)
-    if isinstance(exc, openai.APIStatusError):
-        retry_after = parse_retry_after(exc.response.headers.get("retry-after"))
-        return ApiFailure(f"HTTP {exc.status_code}: {exc.message}", status=exc.status_code, retry_after_s=retry_after)
-    return ApiFailure(f"{type(exc).__name__}: {exc}")
+    return failure_from_sdk_error(exc, openai.APITimeoutError, openai.APIStatusError)
 
 
 def completion_from_choice(choice: Any, fallback_tokens: int) -> Completion:

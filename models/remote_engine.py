@@ -70,6 +70,17 @@ def backoff_wait(initial_s: float, max_s: float):
     return wait
 
 
+def failure_from_sdk_error(exc: Exception, timeout_error: type, status_error: type) -> ApiFailure:
+    """An OpenAI or Anthropic SDK error as an ApiFailure: both SDKs raise a timeout class and a status class
+    that carries the HTTP response (for Retry-After), its status code and a message."""
+    if isinstance(exc, timeout_error):
+        return ApiFailure(f"timed out: {exc}", timeout=True)
+    if isinstance(exc, status_error):
+        retry_after = parse_retry_after(exc.response.headers.get("retry-after"))
+        return ApiFailure(f"HTTP {exc.status_code}: {exc.message}", status=exc.status_code, retry_after_s=retry_after)
+    return ApiFailure(f"{type(exc).__name__}: {exc}")
+
+
 def to_leanserve_error(failure: ApiFailure, bundle: str) -> LeanServeError:
     """The HTTP answer for a call that still failed after the retries."""
     if failure.timeout:
