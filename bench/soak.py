@@ -18,19 +18,15 @@ import json
 import os
 import signal
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 from collections import Counter
 from datetime import datetime, timezone
-from pathlib import Path
 
 import httpx
 import psutil
 
-from bench.stack_figures import GOALS, REPO_ROOT, percentile, tree_memory_gib
-from deployments.launch import wait_until_healthy
+from bench.stack_figures import GOALS, percentile, start_stack, tree_memory_gib, write_result
 
 
 def load_states() -> list[str]:
@@ -144,20 +140,14 @@ def main() -> int:
     parser.add_argument("--label", default="")
     options = parser.parse_args()
 
-    log_path = Path(tempfile.mkstemp(suffix="-soak.log")[1])
-    launcher = subprocess.Popen(
-        [sys.executable, "-m", "deployments.launch", options.config, "--port", str(options.port)],
-        cwd=REPO_ROOT, stdout=log_path.open("w"), stderr=subprocess.STDOUT, start_new_session=True,
-    )
-    url = f"http://127.0.0.1:{options.port}"
     try:
-        wait_until_healthy(f"{url}/health", timeout_s=900, still_starting=lambda: launcher.poll() is None)
+        launcher, url, _ = start_stack(options.config, options.port)
+    except (RuntimeError, TimeoutError):
+        return 1
+    try:
         load_before = os.getloadavg()
         report = asyncio.run(soak(url, psutil.Process(launcher.pid), options))
         load_after = os.getloadavg()
-    except (RuntimeError, TimeoutError):
-        print(log_path.read_text(errors="replace")[-4000:], file=sys.stderr)
-        return 1
     finally:
         if launcher.poll() is None:
             launcher.send_signal(signal.SIGINT)
@@ -173,11 +163,7 @@ def main() -> int:
         "machine": {"cpus": psutil.cpu_count(), "loadavg_before": load_before, "loadavg_after": load_after},
         **report,
     }
-    out_dir = REPO_ROOT / "bench" / "results"
-    out_dir.mkdir(parents=True, exist_ok=True)
-    suffix = f"-{options.label}" if options.label else ""
-    out = out_dir / f"soak-{datetime.now(timezone.utc):%Y-%m-%d}{suffix}.json"
-    out.write_text(json.dumps(result, indent=2) + "\n")
+    write_result("soak", options.label, result)
     print(json.dumps({k: v for k, v in result.items() if k != "windows"}, indent=2))
     return 0 if result["errors"] == 0 else 1
 

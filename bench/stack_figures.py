@@ -49,6 +49,37 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
+def start_stack(config: str, port: int) -> tuple[subprocess.Popen, str, Path]:
+    """`make serve`'s launcher on `port`, in its own session (SIGINT stops the whole stack), once /health is 200.
+    On a failed start the launcher log's tail goes to stderr and the error is raised. Returns the launcher,
+    the base URL and the launcher's log (the engine start and warm-up times are read from it)."""
+    log_path = Path(tempfile.mkstemp(suffix="-stack.log")[1])
+    launcher = subprocess.Popen(
+        [sys.executable, "-m", "deployments.launch", config, "--port", str(port)],
+        cwd=REPO_ROOT, stdout=log_path.open("w"), stderr=subprocess.STDOUT, start_new_session=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_healthy(f"{url}/health", timeout_s=900, still_starting=lambda: launcher.poll() is None)
+    except (RuntimeError, TimeoutError):
+        print(log_path.read_text(errors="replace")[-4000:], file=sys.stderr)
+        if launcher.poll() is None:
+            launcher.send_signal(signal.SIGINT)
+            launcher.wait(timeout=180)
+        raise
+    return launcher, url, log_path
+
+
+def write_result(kind: str, label: str, result: dict) -> Path:
+    """bench/results/<kind>-<date>[-<label>].json"""
+    out_dir = REPO_ROOT / "bench" / "results"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    suffix = f"-{label}" if label else ""
+    out = out_dir / f"{kind}-{datetime.now(timezone.utc):%Y-%m-%d}{suffix}.json"
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    return out
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", default="configs/local.yaml")
@@ -59,17 +90,10 @@ def main() -> int:
     options = parser.parse_args()
 
     subprocess.run([sys.executable, "-m", "models.prepare", "--out", ".models"], cwd=REPO_ROOT, check=True)
-    log_path = Path(tempfile.mkstemp(suffix=".log")[1])
     started = time.perf_counter()
-    launcher = subprocess.Popen(
-        [sys.executable, "-m", "deployments.launch", options.config, "--port", str(options.port)],
-        cwd=REPO_ROOT, stdout=log_path.open("w"), stderr=subprocess.STDOUT, start_new_session=True,
-    )
-    url = f"http://127.0.0.1:{options.port}"
     try:
-        wait_until_healthy(f"{url}/health", timeout_s=900, still_starting=lambda: launcher.poll() is None)
+        launcher, url, log_path = start_stack(options.config, options.port)
     except (RuntimeError, TimeoutError):
-        print(log_path.read_text()[-4000:], file=sys.stderr)
         return 1
     ready_s = time.perf_counter() - started
     log = log_path.read_text(errors="replace")
@@ -114,11 +138,7 @@ def main() -> int:
         "ctrl_c_stop_s": round(stop_s, 1),
         "launcher_exit_code": exit_code,
     }
-    out_dir = REPO_ROOT / "bench" / "results"
-    out_dir.mkdir(parents=True, exist_ok=True)
-    suffix = f"-{options.label}" if options.label else ""
-    out = out_dir / f"stack-{datetime.now(timezone.utc):%Y-%m-%d}{suffix}.json"
-    out.write_text(json.dumps(result, indent=2) + "\n")
+    write_result("stack", options.label, result)
     print(json.dumps(result, indent=2))
     return 0
 
