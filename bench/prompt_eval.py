@@ -27,9 +27,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # also runnable as `python bench/prompt_eval.py`
 
-from deployments.config import PromptConfig  # noqa: E402
-from models.prompts import PromptBuilder, load_chat_renderer  # noqa: E402
-from models.tactics import clean_completion, looks_like_tactic  # noqa: E402
+from core.config import PromptConfig  # noqa: E402
+from logic.prompts import PromptBuilder  # noqa: E402
+from logic.tactics import clean_completion, looks_like_tactic  # noqa: E402
+from models.chat_template import load_chat_renderer  # noqa: E402
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
@@ -212,7 +213,7 @@ def bundle_yaml(name: str) -> str:
 
 async def _generate_all(engine, args, states: list[str], render) -> tuple[dict, list[float], float, float]:
     """Start the engine, time a few sequential requests, then send every prompt at once (the engine batches)."""
-    from models.engine import SamplingRequest
+    from core.payloads import SamplingRequest
 
     started = time.perf_counter()
     await engine.start()
@@ -268,7 +269,7 @@ def main() -> None:
     states = load_states(args.states, args.seed, args.skip)
     render = load_chat_renderer(str(model))
 
-    from deployments.config import BundleConfig
+    from core.config import BundleConfig
     from models.vllm_engine import VLLMEngine  # the one module that imports vLLM
 
     bundle = BundleConfig(

@@ -22,7 +22,7 @@ import os
 import statistics
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -32,7 +32,7 @@ CANDIDATES_PER_CALL = 4
 
 def scoring_calls(count: int) -> list[list]:
     """`count` calls of 4 candidates each: real states with real (accepted) tactics from the proof steps."""
-    from scorer.templates import ScoringInput
+    from core.payloads import ScoringInput
 
     rows = [json.loads(line) for line in (DATA / "minif2f_proofsteps.jsonl").open(encoding="utf-8")]
     tactics = [r["tactic"] for r in rows]
@@ -89,8 +89,9 @@ def run_throughput(checkpoint: str, concurrency: int, rounds: int) -> dict:
     import ray
     from ray import serve
 
-    from deployments.scorer_server import ScorerServer, get_scorer_deployment_options
-    from scorer.config import ScorerConfig
+    from core.config import IngressSettings, ScorerConfig
+    from deployments.options import deployment_options, scorer_spec
+    from deployments.scorer_server import ScorerServer
 
     ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
@@ -100,7 +101,7 @@ def run_throughput(checkpoint: str, concurrency: int, rounds: int) -> dict:
             config = ScorerConfig(
                 name=name, checkpoint=checkpoint, device="cpu", max_batch_size=batch, deployment={"num_cpus": 0.5}
             )
-            app = serve.deployment(ScorerServer).options(**get_scorer_deployment_options(config)).bind(config)
+            app = serve.deployment(ScorerServer).options(**deployment_options(scorer_spec(config), IngressSettings())).bind(config)
             handles[name] = serve.run(app, name=f"bench-{name}", route_prefix=None)
         return asyncio.run(throughput(handles, concurrency, rounds))
     finally:
@@ -113,8 +114,8 @@ def run_added_latency(checkpoint: str, config_path: str, requests: int) -> dict:
     import ray
     from ray import serve
 
+    from core.config import load_serve_config
     from deployments.app import build_app
-    from deployments.config import load_serve_config
 
     spec = load_serve_config(config_path).applications[0]
     args = spec.args.model_copy(update={"scorers": []})
@@ -171,7 +172,7 @@ def main() -> int:
     checkpoint = str(Path(options.checkpoint).expanduser().resolve())
 
     result: dict = {
-        "when": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "when": datetime.now(UTC).isoformat(timespec="seconds"),
         "checkpoint": checkpoint,
         "machine": f"{os.cpu_count()} CPUs, shared with other work (load average {os.getloadavg()[0]:.1f} at start)",
         "concurrency": options.concurrency,
@@ -184,7 +185,7 @@ def main() -> int:
     if not options.skip_generate:
         result["generate_latency"] = run_added_latency(checkpoint, options.config, options.requests)
         print(json.dumps({k: v for k, v in result["generate_latency"].items() if not k.endswith("_s")}, indent=2))
-    stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d")
+    stamp = datetime.now(UTC).strftime("%Y-%m-%d")
     out = REPO_ROOT / "bench" / "results" / f"scorer-{stamp}{'-' + options.label if options.label else ''}.json"
     out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     print(f"wrote {out}")

@@ -19,8 +19,9 @@ from pydantic import BaseModel
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from bench.workload import load_bundle
-from deployments.validation import resolve_sampling
-from models.prompts import PromptBuilder, load_chat_renderer
+from logic.prompts import PromptBuilder
+from logic.validation import resolve_sampling
+from models.chat_template import load_chat_renderer
 
 
 class GenerateBody(BaseModel):

@@ -21,7 +21,7 @@ import statistics
 import sys
 import time
 from collections import Counter
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import httpx
 import psutil
@@ -153,7 +153,7 @@ def main() -> int:
             launcher.send_signal(signal.SIGINT)
             launcher.wait(timeout=180)
     result = {
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "config": options.config,
         "label": options.label,
         "minutes": options.minutes,

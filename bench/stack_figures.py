@@ -20,7 +20,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -75,7 +75,7 @@ def write_result(kind: str, label: str, result: dict) -> Path:
     out_dir = REPO_ROOT / "bench" / "results"
     out_dir.mkdir(parents=True, exist_ok=True)
     suffix = f"-{label}" if label else ""
-    out = out_dir / f"{kind}-{datetime.now(timezone.utc):%Y-%m-%d}{suffix}.json"
+    out = out_dir / f"{kind}-{datetime.now(UTC):%Y-%m-%d}{suffix}.json"
     out.write_text(json.dumps(result, indent=2) + "\n")
     return out
 
@@ -119,7 +119,7 @@ def main() -> int:
     stop_s = time.perf_counter() - t0
 
     result = {
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "config": options.config,
         "label": options.label,
         "machine": {"cpus": psutil.cpu_count(), "memory_gib": round(psutil.virtual_memory().total / 2**30, 1)},

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import yaml
 
-from deployments.config import BundleConfig, load_serve_config
+from core.config import BundleConfig, load_serve_config
 
 LEVELS = (1, 4, 16, 64)
 

@@ -1,7 +1,7 @@
 """Write deploy/kuberay/rayservice.yaml: the template with serve_config.yaml verbatim as serveConfigV2.
 
 Usage: python deploy/render_rayservice.py [--check]   (--check: exit 1 if the manifest is out of date)
-The config is validated with deployments.config first, so a manifest is never rendered from a bad config.
+The config is validated with core.config first, so a manifest is never rendered from a bad config.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ def render(serve_config_text: str, template_text: str) -> str:
 
 def main(argv: list[str]) -> int:
     sys.path.insert(0, str(REPO_ROOT))
-    from deployments.config import ConfigError, load_serve_config
+    from core.config import ConfigError, load_serve_config
 
     try:
         load_serve_config(SERVE_CONFIG)

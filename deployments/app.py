@@ -5,56 +5,24 @@ time to validate the YAML `args` into AppArgs, so a typo fails at start and name
 """
 
 import os
-from typing import Any, Optional
 
 from loguru import logger
 from ray import serve
 from ray.serve import Application
 
+from core.config import AppArgs, parse_app_args, with_env_scorer
 from deployments.bundle import BundleServer, EngineFactory
-from deployments.config import AppArgs, BundleConfig, IngressSettings, parse_app_args, with_env_scorer
-from deployments.dedup_store import DedupStore, get_dedup_deployment_options, needs_dedup_store
+from deployments.dedup_store import DedupStore, needs_dedup_store
 from deployments.ingress import LeanServeIngress
-from deployments.scaling import autoscaling_config, placement_options
-from deployments.scorer_server import ScorerServer, get_scorer_deployment_options
-
-INGRESS_DEPLOYMENT_NAME = "ingress"
-SHUTDOWN_MARGIN_S = 10.0
-
-
-def drain_timeout_s(ingress: IngressSettings) -> float:
-    """How long a stopping replica waits for its requests: as long as their deadline, so a redeploy cuts none."""
-    return ingress.request_timeout_s + SHUTDOWN_MARGIN_S
-
-
-def get_bundle_deployment_options(bundle: BundleConfig, ingress: Optional[IngressSettings] = None) -> dict[str, Any]:
-    """Serve options of one bundle's deployment, all derived from its typed config (and the ingress deadline)."""
-    settings = bundle.deployment
-    drain_s = settings.graceful_shutdown_timeout_s
-    if drain_s is None:
-        drain_s = drain_timeout_s(ingress or IngressSettings())
-    return {
-        "name": bundle.deployment_name,
-        "max_ongoing_requests": bundle.max_ongoing_requests,
-        "max_queued_requests": bundle.max_queued_requests,
-        "autoscaling_config": autoscaling_config(settings.autoscaling, bundle.engine_args.max_num_seqs),
-        **placement_options(settings, bundle.engine_args.tensor_parallel_size),
-        "health_check_period_s": settings.health_check_period_s,
-        "health_check_timeout_s": settings.health_check_timeout_s,
-        "graceful_shutdown_timeout_s": drain_s,
-    }
-
-
-def get_ingress_deployment_options(settings: IngressSettings) -> dict[str, Any]:
-    return {
-        "name": INGRESS_DEPLOYMENT_NAME,
-        "num_replicas": settings.num_replicas,
-        "max_ongoing_requests": settings.max_ongoing_requests,
-        "ray_actor_options": {"num_cpus": settings.num_cpus},
-        # On a redeploy the old ingress replica stops; its requests may still wait for a bundle that restarts
-        # meanwhile. Serve's 20 s default would cut them off: wait as long as their own deadline instead.
-        "graceful_shutdown_timeout_s": drain_timeout_s(settings),
-    }
+from deployments.options import (
+    ReplicaSpec,
+    bundle_spec,
+    dedup_store_spec,
+    deployment_options,
+    ingress_options,
+    scorer_spec,
+)
+from deployments.scorer_server import ScorerServer
 
 
 def build_app(args: AppArgs) -> Application:
@@ -63,21 +31,23 @@ def build_app(args: AppArgs) -> Application:
     return bind_app(with_env_scorer(parse_app_args(args), os.environ))
 
 
-def bind_app(args: AppArgs, engine_factory: Optional[EngineFactory] = None) -> Application:
+def bind_app(args: AppArgs, engine_factory: EngineFactory | None = None) -> Application:
     """`build_app` with the engine injectable (tests bind a fake one); Serve's config path never sets it."""
-    bundles = {}
-    for bundle in args.models:
-        options = get_bundle_deployment_options(bundle, args.ingress)
-        logger.info("bundle {} -> deployment {}: {}", bundle.name, options["name"], options)
-        bundles[bundle.name] = serve.deployment(BundleServer).options(**options).bind(bundle, engine_factory)
-    scorers = {}
-    for scorer in args.scorers:
-        options = get_scorer_deployment_options(scorer)
-        logger.info("scorer {} ({}) -> deployment {}: {}", scorer.name, scorer.checkpoint, options["name"], options)
-        scorers[scorer.name] = serve.deployment(ScorerServer).options(**options).bind(scorer)
-    ingress = serve.deployment(LeanServeIngress).options(**get_ingress_deployment_options(args.ingress))
-    store = None
-    if needs_dedup_store(args):
-        # One shared memory for every ingress replica: cross-call deduplication stays consistent.
-        store = serve.deployment(DedupStore).options(**get_dedup_deployment_options()).bind(args)
+
+    def deployment(cls: type, spec: ReplicaSpec):
+        options = deployment_options(spec, args.ingress)
+        actor = options["ray_actor_options"]
+        # A summary, not the options: runtime_env may carry secrets.
+        logger.info(
+            "deployment {}: replicas {}..{}, max_ongoing {}, cpus {}, gpus {}",
+            spec.name, spec.settings.autoscaling.min_replicas, spec.settings.autoscaling.max_replicas,
+            spec.max_ongoing_requests, actor["num_cpus"], actor["num_gpus"],
+        )
+        return serve.deployment(cls).options(**options)
+
+    bundles = {b.name: deployment(BundleServer, bundle_spec(b)).bind(b, engine_factory) for b in args.models}
+    scorers = {s.name: deployment(ScorerServer, scorer_spec(s)).bind(s) for s in args.scorers}
+    # One shared memory for every ingress replica keeps cross-call deduplication consistent.
+    store = deployment(DedupStore, dedup_store_spec()).bind(args) if needs_dedup_store(args) else None
+    ingress = serve.deployment(LeanServeIngress).options(**ingress_options(args.ingress))
     return ingress.bind(args, bundles, scorers, store)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import sys
 
-from deployments.config import ConfigError, load_serve_config
+from core.config import ConfigError, load_serve_config
 
 
 def describe(path: str) -> list[str]:

@@ -1,28 +1,16 @@
 """The shared memory of cross-call deduplication: one small Serve deployment that every ingress replica
 asks, so a tactic returned through one replica is skipped by all of them.
 
-One replica on purpose (the state lives in it); its methods never await, so each call is atomic on the
+One replica on purpose (the state lives in it; deployments/options.py sizes it); its methods never await, so each call is atomic on the
 replica's event loop. If it restarts, the memory starts empty: deduplication is best effort, never a
 reason to fail a request (the ingress then returns the candidates unfiltered).
 """
 
 from __future__ import annotations
 
-from deployments.config import AppArgs
-from deployments.log_setup import configure_logging
-from models.dedup import ReturnedTactics, dedup_key
-
-DEDUP_DEPLOYMENT_NAME = "dedup-store"
-
-
-def get_dedup_deployment_options() -> dict[str, object]:
-    return {
-        "name": DEDUP_DEPLOYMENT_NAME,
-        "num_replicas": 1,
-        # Many small calls: a high limit, so ingress replicas never queue behind each other here.
-        "max_ongoing_requests": 1024,
-        "ray_actor_options": {"num_cpus": 0.05},
-    }
+from core.config import AppArgs
+from core.log_setup import configure_logging
+from logic.dedup import ReturnedTactics, dedup_key
 
 
 def needs_dedup_store(args: AppArgs) -> bool:

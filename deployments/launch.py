@@ -18,8 +18,8 @@ from collections.abc import Callable
 
 from loguru import logger
 
-from deployments.config import ConfigError, ServeConfigFile, load_serve_config
-from deployments.log_setup import configure_logging
+from core.config import ConfigError, ServeConfigFile, load_serve_config
+from core.log_setup import configure_logging
 
 DEFAULT_CONFIG = "configs/local.yaml"
 

@@ -17,8 +17,6 @@ Kind = Literal["counter", "gauge", "histogram"]
 
 BATCH_SIZE_BOUNDARIES = [1, 2, 4, 8, 16, 32, 64, 128, 256]
 LATENCY_BOUNDARIES_S = [0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120, 300]
-# A model name a client sent that resolves to no bundle: one label value, so typos cannot blow up cardinality.
-UNKNOWN_BUNDLE = "unknown"
 
 
 @dataclass(frozen=True)

@@ -16,11 +16,10 @@ from typing import Any
 from loguru import logger
 from ray import serve
 
-from deployments.log_setup import configure_logging
+from core.config import ScorerConfig
+from core.log_setup import configure_logging
+from core.payloads import ScoringInput
 from deployments.metrics import record_scorer_batch
-from deployments.scaling import autoscaling_config, placement_options
-from scorer.config import ScorerConfig
-from scorer.templates import ScoringInput
 
 ScorerFactory = Callable[[ScorerConfig], Any]
 
@@ -31,21 +30,6 @@ def _default_scorer_factory(config: ScorerConfig):
     from scorer.model import ProgressScorer  # lazy: torch/transformers load in the replica only
 
     return ProgressScorer.from_config(config)
-
-
-def get_scorer_deployment_options(config: ScorerConfig) -> dict[str, Any]:
-    """Serve options of one scorer's deployment: the bundles' scaling rule, with its batch as the batch size."""
-    settings = config.deployment
-    return {
-        "name": config.deployment_name,
-        "max_ongoing_requests": config.max_ongoing_requests,
-        "max_queued_requests": config.max_queued_requests,
-        "autoscaling_config": autoscaling_config(settings.autoscaling, config.max_batch_size),
-        **placement_options(settings),
-        "health_check_period_s": settings.health_check_period_s,
-        "health_check_timeout_s": settings.health_check_timeout_s,
-        "graceful_shutdown_timeout_s": settings.graceful_shutdown_timeout_s,
-    }
 
 
 class ScorerServer:

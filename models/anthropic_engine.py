@@ -12,11 +12,11 @@ from typing import TYPE_CHECKING, Any
 
 import anthropic
 
-from models.engine import ChatMessages, Completion, SamplingRequest
+from core.payloads import ChatMessages, Completion, SamplingRequest
 from models.remote_engine import ApiFailure, RemoteChatEngine, failure_from_sdk_error
 
 if TYPE_CHECKING:
-    from deployments.config import BundleConfig
+    from core.config import BundleConfig
 
 
 def to_api_failure(exc: anthropic.AnthropicError) -> ApiFailure:

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 from loguru import logger
 
 if TYPE_CHECKING:
-    from deployments.config import EncoderConfig
+    from core.config import EncoderConfig
 
 
 def resolve_device(device: str) -> str:

@@ -10,8 +10,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from deployments.config import BundleConfig
-    from models.engine import GenerationEngine
+    from core.config import BundleConfig
+    from core.engine_protocol import GenerationEngine
 
 # The extra that provides each optional engine's SDK.
 _EXTRAS = {"anthropic": "anthropic", "gemini": "gemini", "openai": "openai"}

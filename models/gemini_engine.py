@@ -15,11 +15,11 @@ from google import genai
 from google.genai import errors as genai_errors
 from google.genai import types
 
-from models.engine import ChatMessages, Completion, SamplingRequest
+from core.payloads import ChatMessages, Completion, SamplingRequest
 from models.remote_engine import ApiFailure, RemoteChatEngine, parse_retry_after
 
 if TYPE_CHECKING:
-    from deployments.config import BundleConfig
+    from core.config import BundleConfig
 
 try:  # the SDK's async path uses aiohttp when it is installed, httpx otherwise
     import aiohttp
@@ -91,7 +91,7 @@ class GeminiChatEngine(RemoteChatEngine):
             response = await self._client.aio.models.generate_content(
                 model=self.model, contents=contents, config=types.GenerateContentConfig(**config)
             )
-        except (genai_errors.APIError, asyncio.TimeoutError, *_CONNECTION_ERRORS) as exc:
+        except (TimeoutError, genai_errors.APIError, *_CONNECTION_ERRORS) as exc:
             raise to_api_failure(exc) from exc
         return [completion_from_candidate(c) for c in response.candidates or []]
 

@@ -16,17 +16,17 @@ from typing import TYPE_CHECKING
 from loguru import logger
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 
-from deployments.errors import (
+from core.errors import (
     EngineFailureError,
     GenerationTimeoutError,
     InputTooLargeError,
     LeanServeError,
     ServiceUnavailableError,
 )
-from models.engine import ChatMessages, Completion, EngineLoad, EngineOutput, SamplingRequest
+from core.payloads import ChatMessages, Completion, EngineLoad, EngineOutput, SamplingRequest
 
 if TYPE_CHECKING:
-    from deployments.config import BundleConfig
+    from core.config import BundleConfig
 
 # The SDKs insist on some key: this one goes to keyless servers (api_key_env: None). A bundle whose key
 # variable is unset never calls out at all (it is not ready), so it never sends this either.

@@ -23,12 +23,12 @@ from typing import TYPE_CHECKING, Any
 
 from loguru import logger
 
-from deployments.errors import InputTooLargeError, InvalidRequestError, ServiceUnavailableError
+from core.errors import InputTooLargeError, InvalidRequestError, ServiceUnavailableError
+from core.payloads import Completion, EngineLoad, EngineOutput, SamplingRequest
 from models.encoder import resolve_device
-from models.engine import Completion, EngineLoad, EngineOutput, SamplingRequest
 
 if TYPE_CHECKING:
-    from deployments.config import BundleConfig
+    from core.config import BundleConfig
 
 
 def sequence_probability(token_logprobs: list[float]) -> float:

@@ -13,19 +13,19 @@ from typing import TYPE_CHECKING, Any
 
 from loguru import logger
 
-from deployments.errors import InputTooLargeError, InvalidRequestError, ServiceUnavailableError
-from models.engine import Completion, EngineLoad, EngineOutput, SamplingRequest
+from core.errors import InputTooLargeError, InvalidRequestError, ServiceUnavailableError
+from core.payloads import Completion, EngineLoad, EngineOutput, SamplingRequest
 
 if TYPE_CHECKING:
-    from deployments.config import BundleConfig
+    from core.config import BundleConfig
 
 # Inside a Ray replica the CPU build must not pin OpenMP threads to cores Ray already hands out.
 # Read by the engine core process that vLLM spawns, so it must be set before the engine starts.
 os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", "nobind")
 
 from vllm import AsyncEngineArgs, SamplingParams  # noqa: E402
-from vllm.sampling_params import RequestOutputKind  # noqa: E402
 from vllm.exceptions import VLLMClientError  # noqa: E402
+from vllm.sampling_params import RequestOutputKind  # noqa: E402
 from vllm.usage.usage_lib import UsageContext  # noqa: E402
 from vllm.v1.engine.async_llm import AsyncLLM  # noqa: E402
 from vllm.v1.engine.exceptions import EngineDeadError  # noqa: E402

@@ -13,8 +13,9 @@ from pathlib import Path
 
 from loguru import logger
 
-from scorer.config import ScorerConfig, TemplateKind, expand_checkpoint_path
-from scorer.templates import ScoringInput, render
+from core.config import ScorerConfig, TemplateKind, expand_checkpoint_path
+from core.payloads import ScoringInput
+from logic.scoring_templates import render
 
 # Padded tokens in one forward pass (count x longest): bounds the padding waste and the activation memory.
 TOKENS_PER_PASS = 8192

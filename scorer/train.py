@@ -21,8 +21,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from scorer.config import TemplateKind
-from scorer.templates import ScoringInput, render
+from core.config import TemplateKind
+from core.payloads import ScoringInput
+from logic.scoring_templates import render
 
 DEFAULT_DATA = "../shared/data/minif2f_proofsteps.jsonl"
 DEFAULT_BASE = ".models/all-minilm-l6-v2"

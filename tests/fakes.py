@@ -10,9 +10,9 @@ import asyncio
 import os
 from pathlib import Path
 
-from deployments.config import BundleConfig
-from deployments.errors import ServiceUnavailableError
-from models.engine import Completion, EngineLoad, EngineOutput, SamplingRequest
+from core.config import BundleConfig
+from core.errors import ServiceUnavailableError
+from core.payloads import Completion, EngineLoad, EngineOutput, SamplingRequest
 
 FLAGS_ENV = "LEANSERVE_FAKE_FLAGS"
 

@@ -7,11 +7,11 @@ import math
 
 import pytest
 
-from deployments.config import BundleConfig
-from deployments.errors import EngineFailureError, GenerationTimeoutError, ServiceUnavailableError
-from models.engine import SamplingRequest
+from core.config import BundleConfig
+from core.errors import EngineFailureError, GenerationTimeoutError, ServiceUnavailableError
+from core.payloads import SamplingRequest
+from logic.tactics import tactics_from_chat_answers
 from models.engine_factory import make_engine
-from models.tactics import completions_to_tactics
 
 KEY_ENV = "LEANSERVE_TEST_STANDIN_KEY"
 UNSET_ENV = "LEANSERVE_TEST_NEVER_SET_KEY"
@@ -58,7 +58,7 @@ async def test_anthropic_sends_the_messages_api_and_makes_n_parallel_calls(api):
     assert "temperature" not in body and "top_p" not in body  # the current Messages API takes neither
     # No log-probabilities: the ingress scores by agreement and rank.
     assert all(c.cumulative_logprob is None for c in output.completions)
-    tactics = completions_to_tactics(output.completions, whole_answers=True)
+    tactics = tactics_from_chat_answers(output.completions)
     assert {t.output for t in tactics} <= {"simp [clean_up]", "by_cases h : x = 0", "linarith", "nlinarith [sq_nonneg x]"}
     assert all(0.0 < t.score <= 0.5 for t in tactics)
 
@@ -114,7 +114,7 @@ async def test_gemini_asks_for_n_candidates_in_one_call_and_scores_by_logprobs(a
     assert [c["role"] for c in sent["body"]["contents"]] == ["user"]
     scores = [c.cumulative_logprob / c.num_tokens for c in output.completions]
     assert scores == pytest.approx([-0.25, -0.5, -0.75])
-    tactics = completions_to_tactics(output.completions, whole_answers=True)
+    tactics = tactics_from_chat_answers(output.completions)
     assert tactics[0].score == pytest.approx(math.exp(-0.25))
 
 

@@ -11,11 +11,10 @@ from collections.abc import Callable
 from typing import Any
 
 import httpx
-
-from deployments.config import AppArgs
 from serve_app import GENERATOR
 from support import LEANCOPILOT_HEADERS, lean_goals, leancopilot_bytes
 
+from core.config import AppArgs
 
 # Replicas and handles report their queues every second (Serve's default is 10 s), so decisions come fast.
 FAST_AUTOSCALING_METRICS_ENV = {

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from serve_app import APP_NAME, ServeApp, build_test_app_args, free_port
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import socket
 from dataclasses import dataclass
 
-from deployments.config import AppArgs
+from core.config import AppArgs
 
 APP_NAME = "leanserve"
 GENERATOR = "tiny"

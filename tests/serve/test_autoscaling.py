@@ -6,14 +6,13 @@ from __future__ import annotations
 import time
 
 import pytest
-
 from cluster_support import (
     FAST_AUTOSCALING_METRICS_ENV,
     LoadGenerator,
     environment,
-    report_figure,
     generate,
     replica_states,
+    report_figure,
     tiny_bundle_args,
     wait_for,
 )

@@ -7,18 +7,18 @@ app must still answer afterwards.
 
 from __future__ import annotations
 
+import fakes
 import httpx
 import pytest
 import schemathesis
+from fakes import FakeEngine
 from hypothesis import HealthCheck, given, settings
 from ray import cloudpickle
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import content_type_conformance, response_schema_conformance
-
-import fakes
-from deployments.config import AppArgs
-from fakes import FakeEngine
 from serve_app import free_port
+
+from core.config import AppArgs
 
 pytestmark = pytest.mark.serve
 

@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import math
 
+import fakes
 import httpx
 import pytest
-from ray import cloudpickle
-
-import fakes
-from deployments.config import AppArgs
 from fakes import FLAGS_ENV, broken_flag, fake_engine_for
+from ray import cloudpickle
 from serve_app import free_port
+
+from core.config import AppArgs
 
 pytestmark = pytest.mark.serve
 

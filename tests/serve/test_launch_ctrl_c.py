@@ -15,10 +15,10 @@ import time
 import psutil
 import pytest
 import yaml
-
-from deployments.launch import wait_until_healthy
 from serve_app import build_test_app_args, free_port
 from support import REPO_ROOT, descendants, still_running
+
+from deployments.launch import wait_until_healthy
 
 pytestmark = pytest.mark.serve
 

@@ -14,11 +14,11 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 import torch
-
-from deployments.config import EncoderConfig
-from models.encoder import TransformersEncoder
 from serve_app import ENCODER_DIM, ENCODER_ONLY, GENERATOR, GENERATOR_ALIAS, REQUEST_TIMEOUT_S
 from support import LEANCOPILOT_HEADERS, descendants, lean_goals, leancopilot_bytes, processes_matching, still_running
+
+from core.config import EncoderConfig
+from models.encoder import TransformersEncoder
 
 pytestmark = pytest.mark.serve
 
@@ -222,7 +222,6 @@ def test_client_disconnect_aborts_the_engine_request(serve_app):
 
 def test_deleting_the_app_shuts_the_engine_down(serve_app):
     from ray import serve
-
     from serve_app import APP_NAME
 
     bundle = next(b for b in serve_app.args.models if b.name == GENERATOR)

@@ -12,10 +12,10 @@ import pytest
 from jupyter_client.kernelspec import KernelSpecManager
 from jupyter_client.manager import KernelManager
 from nbclient import NotebookClient
-
-from leanserve_client import AsyncLeanServeClient
 from serve_app import GENERATOR
 from support import REPO_ROOT, lean_goals
+
+from leanserve_client import AsyncLeanServeClient
 
 pytestmark = pytest.mark.serve
 

@@ -15,7 +15,6 @@ import time
 import httpx
 import psutil
 import pytest
-
 from serve_app import free_port
 from support import (
     LEANCOPILOT_HEADERS,

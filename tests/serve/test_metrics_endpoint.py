@@ -7,11 +7,11 @@ import time
 
 import httpx
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
-
 from cluster_support import generate, report_figure, tiny_bundle_args
-from deployments import metrics
+from prometheus_client.parser import text_string_to_metric_families
 from serve_app import APP_NAME, GENERATOR, free_port
+
+from deployments import metrics
 
 pytestmark = pytest.mark.serve
 

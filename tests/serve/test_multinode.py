@@ -10,7 +10,6 @@ from __future__ import annotations
 import time
 
 import pytest
-
 from cluster_support import generate, report_figure, tiny_bundle_args, wait_for
 from serve_app import APP_NAME, free_port
 

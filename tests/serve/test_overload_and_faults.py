@@ -21,10 +21,10 @@ from pathlib import Path
 import httpx
 import psutil
 import pytest
-
-from deployments.config import AppArgs
 from serve_app import free_port
 from support import LEANCOPILOT_HEADERS, descendants, leancopilot_bytes, processes_matching, still_running
+
+from core.config import AppArgs
 
 pytestmark = pytest.mark.serve
 

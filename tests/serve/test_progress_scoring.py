@@ -9,13 +9,13 @@ from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
-
-from deployments.config import AppArgs
-from deployments.errors import SCORER_NOT_CONFIGURED
-from scorer.model import ProgressScorer
-from scorer.templates import ScoringInput
 from serve_app import ENCODER_ONLY, GENERATOR, build_test_app_args, free_port
 from support import LEANCOPILOT_HEADERS, lean_goals, leancopilot_bytes, shared_data_path
+
+from core.config import AppArgs
+from core.errors import SCORER_NOT_CONFIGURED
+from core.payloads import ScoringInput
+from scorer.model import ProgressScorer
 
 pytestmark = pytest.mark.serve
 

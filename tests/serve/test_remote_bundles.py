@@ -17,7 +17,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-
 from api_standins import StandinServer
 from serve_app import free_port
 from support import lean_goals
@@ -97,8 +96,8 @@ def remote_app(vllm_server, standin):
     import ray
     from ray import serve
 
+    from core.config import AppArgs
     from deployments.app import build_app
-    from deployments.config import AppArgs
 
     args = AppArgs.model_validate(
         {
@@ -141,8 +140,8 @@ def generate(url, name, state=GOAL, prefix="", **extra):
 
 
 async def test_openai_engine_reads_real_vllm_logprobs(vllm_server, monkeypatch):
-    from deployments.config import BundleConfig
-    from models.engine import SamplingRequest
+    from core.config import BundleConfig
+    from core.payloads import SamplingRequest
     from models.engine_factory import make_engine
 
     monkeypatch.setenv(VLLM_KEY_ENV, VLLM_KEY)
@@ -159,9 +158,9 @@ async def test_openai_engine_reads_real_vllm_logprobs(vllm_server, monkeypatch):
 
 
 async def test_a_wrong_key_is_refused_by_vllm(vllm_server, monkeypatch):
-    from deployments.config import BundleConfig
-    from deployments.errors import ServiceUnavailableError
-    from models.engine import SamplingRequest
+    from core.config import BundleConfig
+    from core.errors import ServiceUnavailableError
+    from core.payloads import SamplingRequest
     from models.engine_factory import make_engine
 
     monkeypatch.setenv(VLLM_KEY_ENV, "not-the-key")

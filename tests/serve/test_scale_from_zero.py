@@ -4,16 +4,16 @@ takes the bundle back to zero."""
 
 from __future__ import annotations
 
+import fakes
 import httpx
 import pytest
-from ray import cloudpickle
-
-import fakes
 from cluster_support import FAST_AUTOSCALING_METRICS_ENV, environment, replica_states, wait_for
-from deployments.config import AppArgs
-from deployments.ingress import SCALES_TO_ZERO
 from fakes import FakeEngine
+from ray import cloudpickle
 from serve_app import free_port
+
+from core.config import AppArgs
+from deployments.service import SCALES_TO_ZERO
 
 pytestmark = pytest.mark.serve
 

@@ -18,11 +18,11 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from cluster_support import generate, tiny_bundle_args
-from deployments.launch import wait_until_healthy
 from serve_app import free_port
 from support import REPO_ROOT, descendants, processes_matching, still_running
+
+from deployments.launch import wait_until_healthy
 
 pytestmark = pytest.mark.serve
 

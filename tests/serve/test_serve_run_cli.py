@@ -17,10 +17,10 @@ from pathlib import Path
 import httpx
 import pytest
 import yaml
-
-from deployments.launch import wait_until_healthy
 from serve_app import GENERATOR, build_test_app_args, free_port
 from support import LEANCOPILOT_HEADERS, REPO_ROOT, descendants, leancopilot_bytes, still_running
+
+from deployments.launch import wait_until_healthy
 
 pytestmark = pytest.mark.serve
 

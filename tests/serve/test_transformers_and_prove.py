@@ -13,10 +13,10 @@ import math
 import httpx
 import pytest
 import torch
-
-from deployments.config import AppArgs
 from serve_app import free_port
 from support import LEANCOPILOT_HEADERS, lean_goals, leancopilot_bytes
+
+from core.config import AppArgs
 
 pytestmark = pytest.mark.serve
 

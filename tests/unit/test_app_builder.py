@@ -1,8 +1,10 @@
 """The builder's output, inspected without starting Ray."""
 
 from support import REPO_ROOT
-from deployments.app import build_app, get_bundle_deployment_options
-from deployments.config import load_serve_config
+
+from core.config import IngressSettings, load_serve_config
+from deployments.app import build_app
+from deployments.options import bundle_spec, deployment_options
 
 
 def _bound_deployments(app):
@@ -28,8 +30,8 @@ def test_one_autoscaled_deployment_per_bundle():
 
 
 def test_dedup_store_is_bound_only_when_a_bundle_opts_in():
-    from deployments.config import parse_app_args
-    from deployments.dedup_store import DEDUP_DEPLOYMENT_NAME
+    from core.config import parse_app_args
+    from deployments.options import DEDUP_DEPLOYMENT_NAME
 
     spec = {"name": "r", "engine": "openai", "model": "m", "prompt": {"chat": True}, "sampling": {"stop": []},
             "remote": {"api_key_env": "K"}}
@@ -41,6 +43,6 @@ def test_dedup_store_is_bound_only_when_a_bundle_opts_in():
 
 def test_options_carry_health_check_and_env():
     args = load_serve_config(REPO_ROOT / "configs/local.yaml").applications[0].args
-    options = get_bundle_deployment_options(args.models[0])
+    options = deployment_options(bundle_spec(args.models[0]), IngressSettings())
     assert options["health_check_timeout_s"] >= 30
     assert options["ray_actor_options"]["num_gpus"] == 0

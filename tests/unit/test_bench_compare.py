@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import yaml
+from support import REPO_ROOT
 
 from bench.compare_stacks import TABLE_END, TABLE_START, compare, markdown, update_readme
 from bench.workload import LEVELS, Workload, config_variant, load_bundle, make_workload
-from support import REPO_ROOT
 
 LOCAL = str(REPO_ROOT / "configs" / "local.yaml")
 

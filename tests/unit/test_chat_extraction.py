@@ -4,8 +4,8 @@ import math
 
 import pytest
 
-from models.engine import Completion
-from models.tactics import completions_to_tactics, extract_chat_tactic, rank_by_agreement, rank_score
+from core.payloads import Completion
+from logic.tactics import extract_chat_tactic, rank_by_agreement, rank_score, tactics_from_chat_answers
 
 EXTRACTION_TABLE = [
     # plain answers
@@ -74,12 +74,12 @@ def test_agreement_orders_before_sampling_order():
 def test_whole_answers_without_logprobs_are_ranked_and_honour_the_prefix():
     answers = [Completion("```lean\nrw [h₀]\n```", None, 5), Completion("simp", None, 1),
                Completion("by rw [h₁]", None, 3), Completion("rw [h₀]", None, 2)]
-    tactics = completions_to_tactics(answers, prefix="rw", whole_answers=True)
+    tactics = tactics_from_chat_answers(answers, prefix="rw")
     assert [(t.output, t.score) for t in tactics] == [("rw [h₀]", 0.5), ("rw [h₁]", 1 / 3)]
 
 
 def test_whole_answers_with_logprobs_are_scored_by_them():
     answers = [Completion("```lean\nsimp\n```", -0.2, 2), Completion("ring", -4.0, 2)]
-    tactics = completions_to_tactics(answers, whole_answers=True)
+    tactics = tactics_from_chat_answers(answers)
     assert [t.output for t in tactics] == ["simp", "ring"]
     assert tactics[0].score == pytest.approx(math.exp(-0.1))

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from deployments.coalescing import SingleFlight
+from logic.coalescing import SingleFlight
 
 
 class CountingCall:

@@ -1,9 +1,9 @@
 """Configuration: defaults, derived settings, readable failures, and the shipped config files."""
 
 import pytest
-
 from support import REPO_ROOT
-from deployments.config import AppArgs, BundleConfig, ConfigError, load_serve_config, parse_app_args
+
+from core.config import AppArgs, BundleConfig, ConfigError, load_serve_config, parse_app_args
 
 SHIPPED_CONFIGS = ["serve_config.yaml", "configs/local.yaml"]
 
@@ -12,7 +12,6 @@ def test_defaults_size_the_replica_for_batching():
     bundle = BundleConfig(name="m", model="org/model", engine_args={"max_num_seqs": 48})
     # Serve's own default of 5 ongoing requests would starve a batching engine.
     assert bundle.max_ongoing_requests == 48
-    assert bundle.target_ongoing_requests == 24
     assert bundle.routes == ["generate"]
     assert bundle.deployment_name == "bundle-m"
 
@@ -65,7 +64,7 @@ def test_relative_model_paths_are_made_absolute():
 
 
 def test_readme_configuration_reference_matches_the_models():
-    from deployments.config_reference import embed
+    from core.config.reference import embed
 
     readme = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
     assert embed(readme) == readme, "README's configuration reference is stale: run `make docs`"

@@ -1,6 +1,6 @@
 """Cross-call deduplication, the pure part: skip what was returned, bounded, expiring."""
 
-from models.dedup import ReturnedTactics, dedup_key
+from logic.dedup import ReturnedTactics, dedup_key
 
 
 class Clock:

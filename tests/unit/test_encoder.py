@@ -2,7 +2,7 @@
 
 import torch
 
-from deployments.config import EncoderConfig
+from core.config import EncoderConfig
 from models.encoder import TransformersEncoder
 
 TEXTS = ["x : ℕ\n⊢ x + 0 = x", "⊢ 2 + 2 = 4", "a b : ℝ\nh₀ : a < b\n⊢ a ^ 2 < b ^ 2 ∨ a < 0"]

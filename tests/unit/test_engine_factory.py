@@ -9,8 +9,8 @@ from support import REPO_ROOT
 WITHOUT_VLLM = """
 import asyncio, sys
 sys.modules["vllm"] = None
-from deployments.config import BundleConfig
-from models.engine import SamplingRequest
+from core.config import BundleConfig
+from core.payloads import SamplingRequest
 from models.engine_factory import make_engine
 
 bundle = BundleConfig(name="m", model=sys.argv[1], engine="transformers", transformers={"device": "cpu"})
@@ -36,7 +36,7 @@ def test_decoder_only_models_run_on_transformers_without_vllm(tiny_llama):
 
 
 def test_each_kind_gets_its_engine_unstarted():
-    from deployments.config import BundleConfig
+    from core.config import BundleConfig
     from models.engine_factory import make_engine
     from models.transformers_engine import TransformersEngine
     from models.vllm_engine import VLLMEngine

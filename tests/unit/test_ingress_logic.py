@@ -1,30 +1,31 @@
-"""Ingress logic without Ray Serve: lookup, request checks, sampling, error mapping."""
+"""Ingress logic without Ray Serve: lookup and route support, request checks, sampling, error mapping."""
 
-import asyncio
 import pickle
 
 import pytest
 from ray.exceptions import RayTaskError
 from ray.serve.exceptions import BackPressureError
 
-from deployments.config import AppArgs, RequestLimits, SamplingDefaults
-from deployments.errors import (
-    SCORER_NOT_CONFIGURED,
+from core.config import AppArgs, RequestLimits, SamplingDefaults
+from core.errors import (
     InputTooLargeError,
     InvalidRequestError,
+    ScorerNotConfiguredError,
     UnknownModelError,
     UnsupportedRouteError,
     find_leanserve_error,
 )
-from deployments.ingress import ModelRegistry, as_leanserve_error
-from deployments.protocol import GenerateRequest
-from deployments.validation import check_generate_request, resolve_sampling
+from deployments.leancopilot.protocol import GenerateRequest
+from deployments.ray_errors import as_leanserve_error, describe_failure
+from logic.registry import ModelRegistry
+from logic.validation import check_proof_request, check_tactic_request, resolve_sampling
 
 ARGS = AppArgs.model_validate(
     {
         "models": [
             {"name": "prover", "aliases": ["kaiyuy/leandojo-lean4-tacgen-byt5-small"], "model": "x"},
             {"name": "retriever", "encoder": {"model": "y"}},
+            {"name": "whole", "task": "whole_proof", "model": "z", "sampling": {"stop": []}},
         ]
     }
 )
@@ -32,21 +33,32 @@ ARGS = AppArgs.model_validate(
 
 def test_registry_resolves_names_and_aliases():
     registry = ModelRegistry(ARGS.models)
-    assert registry.resolve("kaiyuy/leandojo-lean4-tacgen-byt5-small").name == "prover"
+    assert registry.resolve("kaiyuy/leandojo-lean4-tacgen-byt5-small", "generate").name == "prover"
     with pytest.raises(UnknownModelError) as caught:
-        registry.resolve("nope")
+        registry.lookup("nope")
     assert caught.value.status_code == 404
     assert "prover" in caught.value.detail and "retriever" in caught.value.detail
 
 
-def test_models_listing_shape():
-    listing = ModelRegistry(ARGS.models).describe().model_dump()
-    assert listing == {
-        "models": [
-            {"name": "prover", "aliases": ["kaiyuy/leandojo-lean4-tacgen-byt5-small"], "routes": ["generate"]},
-            {"name": "retriever", "aliases": [], "routes": ["encode"]},
-        ]
-    }
+@pytest.mark.parametrize(
+    ("name", "route", "detail"),
+    [
+        ("retriever", "generate", "Model 'retriever' does not support generation requests."),
+        ("prover", "encode", "Model 'prover' does not support encoding requests."),
+        ("whole", "generate", "Model 'whole' generates whole proofs: use /prove, not /generate."),
+        ("prover", "prove", "Model 'prover' does not support whole-proof requests"),
+    ],
+)
+def test_route_support_is_the_registrys_one_rule(name, route, detail):
+    with pytest.raises(UnsupportedRouteError) as caught:
+        ModelRegistry(ARGS.models).resolve(name, route)
+    assert caught.value.status_code == 400 and caught.value.detail.startswith(detail)
+
+
+def test_the_routes_follow_the_config():
+    assert [(b.name, b.routes) for b in ARGS.models] == [
+        ("prover", ["generate"]), ("retriever", ["encode"]), ("whole", ["prove"])
+    ]
 
 
 def test_leancopilot_body_parses_with_prefix_absent_null_or_empty():
@@ -57,15 +69,19 @@ def test_leancopilot_body_parses_with_prefix_absent_null_or_empty():
 
 def test_limits():
     limits = RequestLimits(max_input_chars=10, max_prefix_chars=3, max_n=4, max_tokens=8)
-    check_generate_request(GenerateRequest(input="x" * 10, name="m", prefix="abc", n=4, max_tokens=8), limits)
-    with pytest.raises(InputTooLargeError):
-        check_generate_request(GenerateRequest(input="x" * 11, name="m"), limits)
-    with pytest.raises(InputTooLargeError):
-        check_generate_request(GenerateRequest(input="x", name="m", prefix="abcd"), limits)
-    with pytest.raises(InvalidRequestError):
-        check_generate_request(GenerateRequest(input="x", name="m", n=5), limits)
-    with pytest.raises(InvalidRequestError):
-        check_generate_request(GenerateRequest(input="x", name="m", max_tokens=9), limits)
+    check_tactic_request("x" * 10, "abc", 4, 8, limits)
+    for state, prefix, n, max_tokens, error in [
+        ("x" * 11, "", None, None, InputTooLargeError),
+        ("x", "abcd", None, None, InputTooLargeError),
+        ("x", "", 5, None, InvalidRequestError),
+        ("x", "", None, 9, InvalidRequestError),
+    ]:
+        with pytest.raises(error):
+            check_tactic_request(state, prefix, n, max_tokens, limits)
+    with pytest.raises(InvalidRequestError, match="theorem is empty"):
+        check_proof_request("  ", "", None, None, limits)
+    with pytest.raises(InputTooLargeError, match="problem is 11 characters"):
+        check_proof_request("t", "p" * 11, None, None, limits)
 
 
 def test_sampling_uses_bundle_defaults_unless_the_request_lowers_them():
@@ -87,18 +103,17 @@ def test_errors_survive_pickling_and_ray_wrapping():
 
 def test_ray_and_timeout_errors_map_to_retryable_statuses():
     assert as_leanserve_error(BackPressureError(num_queued_requests=1, max_queued_requests=1)).status_code == 503
-    assert as_leanserve_error(asyncio.TimeoutError()).status_code == 504
+    assert as_leanserve_error(TimeoutError()).status_code == 504
     unknown = as_leanserve_error(RuntimeError("secret internals"))
     assert unknown.status_code == 500 and "secret" not in unknown.detail
 
 
-def test_scorer_message_is_the_contracts():
-    assert SCORER_NOT_CONFIGURED == "LeanProgress scoring requested but no model configured."
+def test_scorer_error_carries_the_contracts_message():
+    error = ScorerNotConfiguredError()
+    assert (error.status_code, error.detail) == (400, "LeanProgress scoring requested but no model configured.")
 
 
 def test_health_failures_are_short_and_safe():
-    from deployments.ingress import describe_failure
-
     wrapped = RayTaskError("health", "long traceback with internals", RuntimeError("engine core died")).as_instanceof_cause()
     assert describe_failure(wrapped) == "unavailable (RuntimeError)"
     assert describe_failure(UnsupportedRouteError.generation("m")) == "Model 'm' does not support generation requests."

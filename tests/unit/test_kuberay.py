@@ -4,9 +4,9 @@ import importlib.util
 
 import pytest
 import yaml
-
-from deployments.config import ServeConfigFile, load_serve_config
 from support import REPO_ROOT
+
+from core.config import ServeConfigFile, load_serve_config
 
 SERVE_CONFIG = REPO_ROOT / "serve_config.yaml"
 MANIFEST = REPO_ROOT / "deploy" / "kuberay" / "rayservice.yaml"

@@ -7,6 +7,8 @@ import json
 import math
 
 import pytest
+from support import LEANCOPILOT_HEADERS as TEST_HEADERS
+from support import leancopilot_bytes
 
 from leanserve_client.client import _result
 from leanserve_client.loadgen import LevelResult, poisson_arrivals
@@ -14,8 +16,6 @@ from leanserve_client.results import markdown_table, summary_rows, write_csv, wr
 from leanserve_client.states import cycle_states, load_states
 from leanserve_client.summary import RequestRecord, percentile, summarize
 from leanserve_client.wire import LEANCOPILOT_HEADERS, generate_payload, leancopilot_body, parse_candidates
-from support import LEANCOPILOT_HEADERS as TEST_HEADERS
-from support import leancopilot_bytes
 
 
 def record(latency, status=200, candidates=4, error=None, index=0):

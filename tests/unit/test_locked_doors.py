@@ -3,11 +3,11 @@
 import os
 
 import pytest
-
 from support import REPO_ROOT
+
+from core.config import BundleConfig, HttpOptions, IngressSettings, load_serve_config
 from deployments import launch
-from deployments.app import get_bundle_deployment_options
-from deployments.config import BundleConfig, HttpOptions, load_serve_config
+from deployments.options import bundle_spec, deployment_options
 
 
 def test_local_defaults_bind_loopback_only():
@@ -54,25 +54,25 @@ def test_no_shipped_file_disables_ray_token_auth():
 
 def test_bundle_queue_is_bounded_by_default():
     bundle = BundleConfig(name="m", model="x", engine_args={"max_num_seqs": 24})
-    options = get_bundle_deployment_options(bundle)
+    options = deployment_options(bundle_spec(bundle), IngressSettings())
     # Serve's own default (-1) queues without bound: latency would grow instead of a quick 503.
     assert options["max_queued_requests"] == 24 == options["max_ongoing_requests"]
     explicit = BundleConfig(name="m", model="x", deployment={"max_queued_requests": 3})
-    assert get_bundle_deployment_options(explicit)["max_queued_requests"] == 3
+    assert deployment_options(bundle_spec(explicit), IngressSettings())["max_queued_requests"] == 3
 
 
 def test_an_old_ingress_replica_waits_for_its_requests_deadline_before_stopping():
-    from deployments.app import get_ingress_deployment_options
-    from deployments.config import IngressSettings
+    from core.config import IngressSettings
+    from deployments.options import ingress_options
 
-    options = get_ingress_deployment_options(IngressSettings(request_timeout_s=120))
+    options = ingress_options(IngressSettings(request_timeout_s=120))
     assert options["graceful_shutdown_timeout_s"] > 120
 
 
 def test_an_old_bundle_replica_drains_its_requests_until_their_deadline():
-    from deployments.config import IngressSettings
+    from core.config import IngressSettings
 
     bundle = BundleConfig(name="m", model="x")
-    assert get_bundle_deployment_options(bundle, IngressSettings(request_timeout_s=120))["graceful_shutdown_timeout_s"] > 120
+    assert deployment_options(bundle_spec(bundle), IngressSettings(request_timeout_s=120))["graceful_shutdown_timeout_s"] > 120
     explicit = BundleConfig(name="m", model="x", deployment={"graceful_shutdown_timeout_s": 5})
-    assert get_bundle_deployment_options(explicit)["graceful_shutdown_timeout_s"] == 5
+    assert deployment_options(bundle_spec(explicit), IngressSettings())["graceful_shutdown_timeout_s"] == 5

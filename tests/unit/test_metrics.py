@@ -4,9 +4,9 @@ import json
 import re
 
 import pytest
+from support import REPO_ROOT
 
 from deployments import metrics
-from support import REPO_ROOT
 
 DASHBOARD = REPO_ROOT / "deploy" / "grafana" / "leanserve.json"
 

@@ -2,8 +2,9 @@
 
 import pytest
 
-from deployments.config import PromptConfig
-from models.prompts import PromptBuilder, load_chat_renderer
+from core.config import PromptConfig
+from logic.prompts import PromptBuilder
+from models.chat_template import load_chat_renderer
 
 STATE = "x : ℕ\n⊢ x + 0 = x"
 

@@ -4,9 +4,10 @@ import subprocess
 import sys
 
 import pytest
-
+from pydantic import ValidationError
 from support import REPO_ROOT
-from deployments.config import AppArgs, BundleConfig, ConfigError, load_serve_config, parse_app_args
+
+from core.config import AppArgs, BundleConfig, ConfigError, load_serve_config, parse_app_args
 
 REMOTE = {"base_url": "https://router.huggingface.co/v1", "api_key_env": "HF_TOKEN"}
 
@@ -60,7 +61,7 @@ def test_shipped_serve_config_has_the_seed_default_deepseek_bundle():
 def test_remote_engines_never_import_vllm():
     # A machine without vLLM serves remote bundles: the factory imports per engine kind.
     code = (
-        "from deployments.config import BundleConfig\n"
+        "from core.config import BundleConfig\n"
         "from models.engine_factory import make_engine\n"
         "import sys\n"
         "for kind in ('openai', 'anthropic', 'gemini'):\n"
@@ -75,6 +76,6 @@ def test_remote_engines_never_import_vllm():
 
 def test_bundle_config_sections_are_typed():
     bundle = BundleConfig.model_validate(remote_bundle()["models"][0])
-    with pytest.raises(Exception):
+    with pytest.raises(ValidationError):
         bundle.remote.timeout_s = 1  # frozen, like every config model
     assert AppArgs.model_validate(remote_bundle()).models[0] == bundle

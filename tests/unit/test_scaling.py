@@ -3,9 +3,14 @@
 import pytest
 from ray.serve.config import AutoscalingConfig
 
-from deployments.app import get_bundle_deployment_options
-from deployments.config import AutoscalingSettings, BundleConfig, ConfigError, DeploymentSettings
-from deployments.scaling import autoscaling_config, placement_options, target_ongoing_requests
+from core.config import AutoscalingSettings, BundleConfig, ConfigError, DeploymentSettings, IngressSettings
+from deployments.options import (
+    autoscaling_config,
+    bundle_spec,
+    deployment_options,
+    placement_options,
+    target_ongoing_requests,
+)
 
 
 def bundle(**overrides) -> BundleConfig:
@@ -16,7 +21,8 @@ def test_target_is_half_the_batch_unless_set():
     assert target_ongoing_requests(AutoscalingSettings(), 128) == 64
     assert target_ongoing_requests(AutoscalingSettings(), 1) == 1
     assert target_ongoing_requests(AutoscalingSettings(target_ongoing_requests=5), 128) == 5
-    assert bundle(engine_args={"max_num_seqs": 32}).target_ongoing_requests == 16
+    options = deployment_options(bundle_spec(bundle(engine_args={"max_num_seqs": 32})), IngressSettings())
+    assert options["autoscaling_config"]["target_ongoing_requests"] == 16
 
 
 def test_defaults_scale_up_fast_and_down_slowly():
@@ -42,7 +48,7 @@ def test_initial_replicas_must_lie_in_range():
 
 
 def test_custom_resources_reach_the_actor_options():
-    options = get_bundle_deployment_options(bundle(deployment={"num_cpus": 0.5, "resources": {"gpu_a": 1}}))
+    options = deployment_options(bundle_spec(bundle(deployment={"num_cpus": 0.5, "resources": {"gpu_a": 1}})), IngressSettings())
     assert options["ray_actor_options"]["resources"] == {"gpu_a": 1}
     assert "placement_group_bundles" not in options
 
@@ -52,7 +58,7 @@ def test_tensor_parallel_on_gpus_gets_a_strict_pack_placement_group():
         engine_args={"tensor_parallel_size": 4},
         deployment={"num_gpus": 4, "num_cpus": 2, "resources": {"a100": 1}},
     )
-    options = get_bundle_deployment_options(config)
+    options = deployment_options(bundle_spec(config), IngressSettings())
     assert options["placement_group_strategy"] == "STRICT_PACK"
     assert options["placement_group_bundles"] == [{"CPU": 2, "GPU": 1, "a100": 1}, {"GPU": 1}, {"GPU": 1}, {"GPU": 1}]
     # The replica actor fits its first bundle; its vLLM workers take the GPUs.
@@ -66,7 +72,7 @@ def test_tensor_parallel_strategy_is_configurable():
 
 
 def test_single_gpu_replicas_need_no_placement_group():
-    options = get_bundle_deployment_options(bundle(deployment={"num_gpus": 1}))
+    options = deployment_options(bundle_spec(bundle(deployment={"num_gpus": 1})), IngressSettings())
     assert options["ray_actor_options"]["num_gpus"] == 1
     assert "placement_group_bundles" not in options
 
@@ -80,7 +86,7 @@ def test_tensor_parallel_needs_one_gpu_per_shard(gpus, message):
 
 
 def test_tensor_parallel_error_is_readable_in_a_config_file():
-    from deployments.config import parse_app_args
+    from core.config import parse_app_args
 
     with pytest.raises(ConfigError, match=r"models\.0.*tensor_parallel_size 2"):
         parse_app_args({"models": [{"name": "b", "model": "m", "engine_args": {"tensor_parallel_size": 2}}]})
@@ -95,7 +101,7 @@ def test_tensor_parallel_uses_rays_executor():
 
 
 def test_health_leaves_out_bundles_that_may_scale_to_zero():
-    from deployments.ingress import bundles_to_probe
+    from deployments.service import bundles_to_probe
 
     kept = bundle(deployment={"autoscaling": {"min_replicas": 1}})
     on_demand = BundleConfig.model_validate(

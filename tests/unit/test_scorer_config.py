@@ -4,9 +4,16 @@ from pathlib import Path
 
 import pytest
 
-from deployments.config import AppArgs, ConfigError, parse_app_args, with_env_scorer
-from deployments.scorer_server import get_scorer_deployment_options
-from scorer.config import ScorerConfig, scorer_from_env
+from core.config import (
+    AppArgs,
+    ConfigError,
+    IngressSettings,
+    ScorerConfig,
+    parse_app_args,
+    scorer_from_env,
+    with_env_scorer,
+)
+from deployments.options import deployment_options, scorer_spec
 
 MODELS = [{"name": "prover", "model": "x"}, {"name": "plain", "model": "y", "scorer": False}]
 
@@ -69,7 +76,7 @@ def test_bad_scorer_config_fails_with_a_message_naming_the_field(args, fragment)
 def test_mixing_is_off_by_default_and_deployment_is_its_own():
     scorer = ScorerConfig(checkpoint="/c", deployment={"num_gpus": 0.1, "autoscaling": {"max_replicas": 3}})
     assert scorer.mixing is None and scorer.template == "leandojo"
-    options = get_scorer_deployment_options(scorer)
+    options = deployment_options(scorer_spec(scorer), IngressSettings())
     assert options["name"] == "scorer-leanprogress"
     assert options["ray_actor_options"] == {"num_cpus": 0.25, "num_gpus": 0.1}
     assert options["autoscaling_config"]["max_replicas"] == 3

@@ -2,12 +2,13 @@
 
 import pytest
 import torch
+from support import lean_goals
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-from scorer.config import ScorerConfig
+from core.config import ScorerConfig
+from core.payloads import ScoringInput
+from logic.scoring_templates import render_leandojo
 from scorer.model import ProgressScorer, resolve_device
-from scorer.templates import ScoringInput, render_leandojo
-from support import lean_goals
 
 ITEMS = [
     ScoringInput(goal, prefix, tactic)

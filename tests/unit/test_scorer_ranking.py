@@ -4,8 +4,8 @@ import math
 
 import pytest
 
-from scorer.config import MixingConfig
-from scorer.ranking import LOGPROB_FLOOR, mean_logprob, mixed_score, normalized_steps, rank_by_progress
+from core.config import MixingConfig
+from logic.progress_ranking import LOGPROB_FLOOR, mean_logprob, mixed_score, normalized_steps, rank_by_progress
 
 CANDIDATES = [("linarith", 0.9), ("simp", 0.5), ("norm_num", 0.7), ("ring", 0.2)]
 

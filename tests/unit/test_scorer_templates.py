@@ -2,7 +2,7 @@
 
 import pytest
 
-from scorer.templates import (
+from logic.scoring_templates import (
     LEANDOJO_TEMPLATE,
     LEANPROGRESS_PROOF_TEMPLATE,
     LEANPROGRESS_STATE_TEMPLATE,

@@ -3,12 +3,12 @@
 import json
 
 import pytest
-
-from scorer.config import ScorerConfig
-from scorer.model import ProgressScorer
-from scorer.templates import ScoringInput
-from scorer.train import Example, example_from_row, main, read_examples, regression_metrics, split_by_group, target
 from support import shared_data_path
+
+from core.config import ScorerConfig
+from core.payloads import ScoringInput
+from scorer.model import ProgressScorer
+from scorer.train import Example, example_from_row, main, read_examples, regression_metrics, split_by_group, target
 
 PROOFSTEPS = shared_data_path("minif2f_proofsteps.jsonl")
 

@@ -4,15 +4,14 @@ import math
 
 import pytest
 
-from models.engine import Completion
-from models.tactics import (
-    ScoredTactic,
+from core.payloads import Completion, ScoredTactic
+from logic.tactics import (
     clean_completion,
-    completions_to_tactics,
     extract_chat_tactic,
     looks_like_tactic,
     rank_candidates,
     score_from_logprob,
+    tactics_from_continuations,
 )
 
 CHAT_CASES = [
@@ -129,7 +128,7 @@ def test_rank_deduplicates_keeping_best_score_and_sorts():
     assert ranked[0].score == 0.7
 
 
-def test_completions_to_tactics_applies_every_rule():
+def test_continuations_become_tactics_by_every_rule():
     completions = [
         Completion("```lean\nsimp\n```", -0.1, 2),
         Completion("simp", -3.0, 1),
@@ -137,7 +136,7 @@ def test_completions_to_tactics_applies_every_rule():
         Completion("", -0.5, 1),
         Completion("linarith", None, 1),
     ]
-    tactics = completions_to_tactics(completions, chat=True, require_tactic_shape=True)
+    tactics = tactics_from_continuations(completions, chat=True, require_tactic_shape=True)
     assert [t.output for t in tactics] == ["simp", "linarith"]
     assert all(0.0 <= t.score <= 1.0 for t in tactics)
 

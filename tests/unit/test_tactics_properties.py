@@ -5,15 +5,14 @@ import math
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from models.engine import Completion
-from models.tactics import (
-    ScoredTactic,
+from core.payloads import Completion, ScoredTactic
+from logic.tactics import (
     clean_completion,
-    completions_to_tactics,
     extract_chat_tactic,
     looks_like_tactic,
     rank_candidates,
     score_from_logprob,
+    tactics_from_continuations,
 )
 
 # Model output is arbitrary unicode; Lean's own symbols and the characters extraction cares about come up often.
@@ -43,7 +42,7 @@ def test_scores_are_finite_and_in_unit_range(logprob, num_tokens):
 @PROPERTY_SETTINGS
 @given(st.lists(COMPLETION, max_size=12), PREFIX, st.booleans(), st.booleans())
 def test_ranked_tactics_honour_the_contract(completions, prefix, chat, require_shape):
-    tactics = completions_to_tactics(completions, prefix=prefix, chat=chat, require_tactic_shape=require_shape)
+    tactics = tactics_from_continuations(completions, prefix=prefix, chat=chat, require_tactic_shape=require_shape)
     outputs = [t.output for t in tactics]
     assert len(outputs) == len(set(outputs)), "deduplicated"
     scores = [t.score for t in tactics]

@@ -7,9 +7,10 @@ import math
 import pytest
 import torch
 
-from deployments.config import BundleConfig
-from deployments.errors import InputTooLargeError
-from models.engine import PrefixForcingEngine, SamplingRequest
+from core.config import BundleConfig
+from core.engine_protocol import PrefixForcingEngine
+from core.errors import InputTooLargeError
+from core.payloads import SamplingRequest
 from models.transformers_engine import TransformersEngine, cut_at_stop, sequence_probability
 
 STATE = "n : ℕ\n⊢ gcd n n = n"

@@ -4,8 +4,8 @@ import math
 
 import pytest
 
-from models.engine import Completion
-from models.whole_proof import PRESETS, completions_to_proofs, extract_proof, whole_proof_messages
+from core.payloads import Completion
+from logic.whole_proof import PRESETS, completions_to_proofs, extract_proof, whole_proof_messages
 
 THEOREM = "theorem t (x : ℕ) (h₀ : x + 1 = 2) : x = 1 := by\n  sorry\n"
 PROOF = "theorem t (x : ℕ) (h₀ : x + 1 = 2) : x = 1 := by\n  omega"

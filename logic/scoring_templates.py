@@ -10,22 +10,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
-from scorer.config import TemplateKind
+from core.config import TemplateKind
+from core.payloads import ScoringInput
 
 LEANDOJO_TEMPLATE = "Goal:\n{goal}\n\nPrefix:\n{prefix}\n\nCandidate tactic:\n{tactic}"
 LEANPROGRESS_STATE_TEMPLATE = "---\nSTATE_BEFORE: {state}\n\n---\nSTEPS_TO_NO_GOALS:"
 LEANPROGRESS_PROOF_TEMPLATE = "---\nSTATE_BEFORE: {state}\n\n---\nPROOF: {proof}\n\n---\nSTEPS_TO_NO_GOALS:"
-
-
-@dataclass(frozen=True)
-class ScoringInput:
-    """One candidate to score (it crosses a process boundary: keep it plain)."""
-
-    goal: str
-    prefix: str
-    tactic: str
 
 
 def render_leandojo(goal: str, prefix: str | None, tactic: str) -> str:

@@ -1,6 +1,6 @@
 """Whole-proof generation: the published prompts of whole-proof provers, and the proof in their answers.
 
-Pure functions, no Ray, no engine. A whole-proof model reads a theorem (Lean code ending in `:= by`, usually
+Pure functions, no Ray, no engine (logic/pipelines.py runs them in the bundle). A whole-proof model reads a theorem (Lean code ending in `:= by`, usually
 with its imports) and answers with reasoning and then the complete Lean code in a ```lean4 block. `/prove`
 returns that final block, never the reasoning around it.
 
@@ -17,13 +17,10 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Literal
 
-from models.engine import Completion
-from models.tactics import ScoredTactic, rank_candidates, score_from_logprob
-
-PresetName = Literal["deepseek-prover-v2", "goedel-prover-v2", "kimina-prover", "leandojo-v2"]
-DEFAULT_PRESET: PresetName = "deepseek-prover-v2"
+from core.config import PresetName
+from core.payloads import Completion, ScoredTactic
+from logic.tactics import rank_candidates, score_from_logprob
 
 _PROOF_PLAN_PROMPT = (
     "Complete the following Lean 4 code:\n\n```lean4\n{theorem}\n```\n\n"
@@ -42,7 +39,8 @@ class WholeProofPreset:
     fenced: bool = True
 
 
-PRESETS: dict[str, WholeProofPreset] = {
+# Keyed by every PresetName of the config (a unit test keeps the two in step).
+PRESETS: dict[PresetName, WholeProofPreset] = {
     "deepseek-prover-v2": WholeProofPreset(user=_PROOF_PLAN_PROMPT),
     "goedel-prover-v2": WholeProofPreset(user=_PROOF_PLAN_PROMPT),
     "kimina-prover": WholeProofPreset(
@@ -69,7 +67,7 @@ _LEAN_BLOCK = re.compile(r"```lean4?(?:[ \t][^\n]*)?\n(.*?)```", re.DOTALL)
 _ANY_BLOCK = re.compile(r"```[^\n`]*\n(.*?)```", re.DOTALL)
 
 
-def whole_proof_messages(preset: str, theorem: str, problem: str = "") -> list[dict[str, str]]:
+def whole_proof_messages(preset: PresetName, theorem: str, problem: str = "") -> list[dict[str, str]]:
     """The chat turns that ask `preset`'s model to prove `theorem` (Lean code, used verbatim but for trailing space)."""
     spec = PRESETS[preset]
     messages = [{"role": "system", "content": spec.system}] if spec.system else []

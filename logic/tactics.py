@@ -10,9 +10,8 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
 
-from models.engine import Completion
+from core.payloads import Completion, ScoredTactic
 
 _THINK_BLOCK = re.compile(r"<think>.*?(?:</think>|\Z)", re.DOTALL)
 # The body of the first fenced block, closed or not (a sampled answer may stop inside it).
@@ -43,12 +42,6 @@ _CLOSING = frozenset(_OPENING.values())
 _PROSE_OPENERS = frozenset(
     "a an the we this that to it here first since so note then now thus hence our let's i you".split()
 )
-
-
-@dataclass(frozen=True)
-class ScoredTactic:
-    output: str
-    score: float
 
 
 def _first_nonblank_line(text: str) -> str:
@@ -196,34 +189,43 @@ def rank_candidates(candidates: Iterable[ScoredTactic]) -> list[ScoredTactic]:
     return sorted(best.values(), key=lambda c: (-c.score, order[c.output]))
 
 
-def completions_to_tactics(
-    completions: Iterable[Completion],
-    prefix: str = "",
-    chat: bool = False,
-    require_tactic_shape: bool = False,
-    whole_answers: bool = False,
-) -> list[ScoredTactic]:
-    """Clean, score, filter, deduplicate and rank an engine's completions.
+def _scored(completion: Completion, tactic: str) -> ScoredTactic:
+    score = completion.score
+    if score is None:
+        score = score_from_logprob(completion.cumulative_logprob, completion.num_tokens)
+    return ScoredTactic(tactic, score)
 
-    `whole_answers`: the completions are whole chat answers from a remote API (the prefix was asked for in
-    the prompt, not continued): the tactic is extracted, must start with the prefix, and when no answer
-    carries log-probabilities the scores come from rank_by_agreement.
+
+def tactics_from_continuations(
+    completions: Iterable[Completion], prefix: str = "", chat: bool = False, require_tactic_shape: bool = False
+) -> list[ScoredTactic]:
+    """Clean, score, filter, deduplicate and rank completions that continue the prompt (and the prefix in it).
+
+    `chat`: the prompt was a local model's chat template, so a completion without a prefix is a chat answer
+    and its tactic is extracted from the decorations around it.
     """
+    tactics = []
+    for completion in completions:
+        tactic = clean_completion(completion.text, prefix=prefix, chat=chat)
+        if tactic is None or (require_tactic_shape and not looks_like_tactic(tactic)):
+            continue
+        tactics.append(_scored(completion, tactic))
+    return rank_candidates(tactics)
+
+
+def tactics_from_chat_answers(
+    completions: Iterable[Completion], prefix: str = "", require_tactic_shape: bool = False
+) -> list[ScoredTactic]:
+    """The same for whole chat answers from a remote API: the prefix was asked for in the prompt, not
+    continued, so each answer's tactic is extracted and must start with it. When no answer carries
+    log-probabilities, the scores come from rank_by_agreement."""
     completions = list(completions)
     tactics = []
     for completion in completions:
-        if whole_answers:
-            tactic = extract_chat_tactic(completion.text) or None
-            if tactic is not None and not tactic.startswith(prefix):
-                tactic = None
-        else:
-            tactic = clean_completion(completion.text, prefix=prefix, chat=chat)
-        if tactic is None or (require_tactic_shape and not looks_like_tactic(tactic)):
+        tactic = extract_chat_tactic(completion.text)
+        if not tactic or not tactic.startswith(prefix) or (require_tactic_shape and not looks_like_tactic(tactic)):
             continue
-        score = completion.score
-        if score is None:
-            score = score_from_logprob(completion.cumulative_logprob, completion.num_tokens)
-        tactics.append(ScoredTactic(tactic, score))
-    if whole_answers and all(c.cumulative_logprob is None and c.score is None for c in completions):
+        tactics.append(_scored(completion, tactic))
+    if all(c.cumulative_logprob is None and c.score is None for c in completions):
         return rank_by_agreement([t.output for t in tactics])
     return rank_candidates(tactics)

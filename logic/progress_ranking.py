@@ -16,7 +16,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from scorer.config import MixingConfig
+from core.config import MixingConfig
 
 # exp(-30) ≈ 1e-13: a generator score of 0 means "no log-prob known", not minus infinity.
 LOGPROB_FLOOR = -30.0

@@ -1,6 +1,6 @@
 """Render the configuration reference (README.md) from the pydantic models, so docs and defaults agree.
 
-Usage: python -m deployments.config_reference [--write README.md]   (prints Markdown, or updates the file)
+Usage: python -m core.config.reference [--write README.md]   (prints Markdown, or updates the file)
 """
 
 from __future__ import annotations
@@ -12,25 +12,20 @@ from pathlib import Path
 from pydantic import BaseModel
 from pydantic_core import PydanticUndefined
 
-from deployments.config import (
-    AppArgs,
-    AutoscalingSettings,
+from core.config.app import AppArgs, HttpOptions, IngressSettings, RequestLimits, SecuritySettings
+from core.config.bundle import (
     BundleConfig,
-    DeploymentSettings,
     EncoderConfig,
     EngineConfig,
-    HttpOptions,
-    IngressSettings,
     PromptConfig,
-    RequestLimits,
     SamplingDefaults,
-    SecuritySettings,
     TacticFilterConfig,
     TransformersEngineConfig,
     WholeProofConfig,
 )
-from deployments.remote_config import CrossCallDedupConfig, RemoteEngineConfig
-from scorer.config import MixingConfig, ScorerConfig, ScorerDeploymentSettings
+from core.config.deployment import AutoscalingSettings, DeploymentSettings
+from core.config.remote import CrossCallDedupConfig, RemoteEngineConfig
+from core.config.scorer import MixingConfig, ScorerConfig, ScorerDeploymentSettings
 
 SECTIONS: list[tuple[str, type[BaseModel]]] = [
     ("http_options", HttpOptions),
@@ -68,8 +63,7 @@ def _default(field) -> str:
 
 def _type(field) -> str:
     text = str(field.annotation).replace("typing.", "")
-    modules = ("deployments.config.", "deployments.deployment_settings.", "deployments.remote_config.", "scorer.config.")
-    for prefix in ("<class '", *modules):
+    for prefix in ("<class '", *(f"core.config.{name}." for name in ("app", "bundle", "deployment", "remote", "scorer"))):
         text = text.replace(prefix, "")
     return text.replace("'>", "").replace("|", "\\|")
 

@@ -1,4 +1,5 @@
-"""Prompt templates: a proof state (and the user's prefix) becomes the text the engine continues."""
+"""Prompt templates: a proof state (and the user's prefix) becomes the text the engine continues, or the chat
+turns a remote API answers. Pure: the chat template itself is injected (models/chat_template.py loads it)."""
 
 from __future__ import annotations
 
@@ -6,8 +7,9 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from deployments.config import PromptConfig
+    from core.config import PromptConfig
 
+# The model's own chat template as a function of the turns (models/chat_template.py loads one).
 ChatRenderer = Callable[[list[dict[str, str]]], str]
 
 
@@ -45,17 +47,3 @@ class PromptBuilder:
             return self._config.template.format(state=state, name=name) + prefix
         assert self._render_chat is not None
         return self._render_chat(self.chat_messages(state, name)) + prefix
-
-
-def load_chat_renderer(tokenizer_path: str) -> ChatRenderer:
-    """The model's own chat template, from its tokenizer folder (transformers, no download)."""
-    from transformers import AutoTokenizer
-
-    tokenizer = AutoTokenizer.from_pretrained(tokenizer_path)
-    if not getattr(tokenizer, "chat_template", None):
-        raise ValueError(f"{tokenizer_path} has no chat template; set prompt.chat: false")
-
-    def render(messages: list[dict[str, str]]) -> str:
-        return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-
-    return render

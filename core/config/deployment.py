@@ -1,19 +1,16 @@
 """Ray Serve settings of one deployment (resources, autoscaling, health checks), typed.
 
-Their own module because two configs share them: the bundles' (deployments/config.py) and the LeanProgress
-scorer's (scorer/config.py, which deployments/config.py imports). deployments/scaling.py turns them into
-Serve options.
+Shared by the bundles (core/config/bundle.py) and the LeanProgress scorer (core/config/scorer.py);
+deployments/options.py turns them into Serve options.
 """
 
 from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
-
-class StrictModel(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+from core.config.base import StrictModel
 
 
 class AutoscalingSettings(StrictModel):
@@ -21,7 +18,7 @@ class AutoscalingSettings(StrictModel):
 
     Defaults scale up fast (a queue builds in seconds) and down slowly (a new GPU replica takes minutes to
     load its model, so releasing one on a short lull costs more than it saves). The bundles and the
-    scorer share this model; deployments/scaling.py turns it into Serve's `autoscaling_config`.
+    scorer share this model; deployments/options.py turns it into Serve's `autoscaling_config`.
     """
 
     min_replicas: int = Field(default=1, ge=0, description="0 lets an idle bundle release its GPU.")
@@ -75,6 +72,6 @@ class DeploymentSettings(StrictModel):
     health_check_timeout_s: float = Field(default=30.0, gt=0, description="A check slower than this fails.")
     # A redeploy stops old replicas; draining shorter than the request deadline would cut long requests off.
     graceful_shutdown_timeout_s: float | None = Field(
-        default=None, ge=0, description="Drain time before a replica stops; None: the ingress deadline + 10 s."
+        default=None, ge=0, description="Drain time before a replica stops; None: the request deadline + 10 s."
     )
     env_vars: dict[str, str] = Field(default_factory=dict, description="Environment of the replica process.")

@@ -1,24 +1,22 @@
 """Typed configuration of remote bundles (hosted chat APIs) and of cross-call deduplication.
 
-Imported by deployments/config.py; kept apart so the remote feature is one module. Nothing here imports
-an SDK: configs validate on machines without them.
+Kept apart so the remote feature is one module. Nothing here imports an SDK: configs validate on machines
+without them.
 """
 
 from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import Field, field_validator
+
+from core.config.base import StrictModel
 
 RemoteApi = Literal["openai", "anthropic", "gemini"]
 REMOTE_ENGINES: frozenset[str] = frozenset({"openai", "anthropic", "gemini"})
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class RemoteEngineConfig(_Strict):
+class RemoteEngineConfig(StrictModel):
     """How a remote bundle reaches its hosted chat API (engine openai, anthropic or gemini).
 
     The bundle's `model` is the model id as the API names it. The key is read from the environment
@@ -63,10 +61,10 @@ class RemoteEngineConfig(_Strict):
         return value
 
 
-class CrossCallDedupConfig(_Strict):
+class CrossCallDedupConfig(StrictModel):
     """Cross-call deduplication: once a tactic was returned for an input, later calls for it skip it.
 
-    The memory is shared by all replicas (one small Serve deployment) and bounded: at most `max_inputs`
+    The memory is shared by all replicas (one small Serve deployment, deployments/dedup_store.py) and bounded: at most `max_inputs`
     inputs per bundle, each forgotten `ttl_s` seconds after it was first seen.
     """
 

@@ -1,56 +1,14 @@
-"""The small interface every generation engine implements, and the data it exchanges.
+"""The small interfaces every engine implements (the data they exchange is in core/payloads.py).
 
-The bundle deployment depends on this module only; concrete engines (vLLM today) are imported lazily,
-so tests and pure logic never pull in vLLM.
+The pipelines (logic/pipelines.py) and the bundle deployment depend on these only; concrete engines
+(models/) are built by models/engine_factory.py, so pure logic never pulls in vLLM.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
-
-# A chat conversation ({"role": ..., "content": ...} turns): what remote engines take instead of a string.
-ChatMessages = list[dict[str, str]]
-
-
-@dataclass(frozen=True)
-class SamplingRequest:
-    """What one engine request samples: `n` candidates for one prompt."""
-
-    n: int
-    temperature: float
-    top_p: float
-    max_tokens: int
-    stop: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class Completion:
-    """One sampled continuation, with what the score needs."""
-
-    text: str
-    cumulative_logprob: float | None
-    num_tokens: int
-    # "stop" (a stop string or EOS) or "length" (cut at max_tokens); None if the engine does not say.
-    finish_reason: str | None = None
-    # The engine's own probability in [0, 1], where the model's convention is not exp(mean token log-prob):
-    # beam search scores exp(sequence log-prob), as LeanCopilot does. None: scored from the log-prob.
-    score: float | None = None
-
-
-@dataclass(frozen=True)
-class EngineOutput:
-    completions: list[Completion]
-    prompt_tokens: int = 0
-
-
-@dataclass(frozen=True)
-class EngineLoad:
-    """The engine's own queue, for metrics: requests in the running batch and requests waiting for it."""
-
-    running: int = 0
-    waiting: int = 0
+from core.payloads import ChatMessages, EngineLoad, EngineOutput, SamplingRequest
 
 
 @runtime_checkable

@@ -3,7 +3,8 @@
 Keys come from the environment variable or file that `args.security` names, never from the config itself.
 A request passes when its client address is in an allowed network (LeanCopilot sends no header; loopback by
 default) or when it carries `Authorization: Bearer <key>` with a configured key. The client address is the
-one Serve's proxy hands the ingress (`request.client`); LeanServe never reads X-Forwarded-For itself.
+one Serve's proxy hands the ingress (`request.client`); LeanServe never reads X-Forwarded-For itself. The
+HTTP app applies the gate as its own middleware (deployments/http_app.py).
 """
 
 from __future__ import annotations
@@ -14,8 +15,8 @@ import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
-from deployments.config import ConfigError, SecuritySettings
-from deployments.errors import UnauthorizedError
+from core.config import ConfigError, SecuritySettings
+from core.errors import UnauthorizedError
 
 # Load balancers and LeanServe's own launcher poll this: it says nothing but which models answer.
 OPEN_PATHS = frozenset({"/health"})
@@ -102,18 +103,3 @@ class ApiKeyGate:
             raise UnauthorizedError("An API key is required: send `Authorization: Bearer <key>`.")
         if not self.key_valid(token):
             raise UnauthorizedError("The API key is not valid.")
-
-
-# The ingress replica's gate. Set by LeanServeIngress.__init__ and read by the HTTP middleware: the middleware is
-# module-level (it wraps every route, also FastAPI's own 422s) while the settings arrive with the deployment.
-_gate: ApiKeyGate | None = None
-
-
-def install_gate(gate: ApiKeyGate | None) -> None:
-    global _gate
-    _gate = gate
-
-
-def check_request(path: str, client_host: str | None, authorization: str | None) -> None:
-    if _gate is not None:
-        _gate.check(path, client_host, authorization)

@@ -1,7 +1,7 @@
 """Typed configuration of the LeanProgress scorer and its Ray Serve deployment.
 
-No Ray, no torch: deployments/config.py imports these models into AppArgs, so a scorer in
-serve_config.yaml is validated like everything else. `LEANPROGRESS_MODEL` / `LEANPROGRESS_DEVICE` (the
+No Ray, no torch: AppArgs (core/config/app.py) holds these models, so a scorer in serve_config.yaml is
+validated like everything else. `LEANPROGRESS_MODEL` / `LEANPROGRESS_DEVICE` (the
 LeanDojo-v2 variables) become a `ScorerConfig` through `scorer_from_env` when the config file has none.
 """
 
@@ -14,7 +14,8 @@ from typing import Literal
 
 from pydantic import Field, field_validator
 
-from deployments.deployment_settings import DeploymentSettings, StrictModel
+from core.config.base import StrictModel
+from core.config.deployment import DeploymentSettings
 
 MODEL_ENV = "LEANPROGRESS_MODEL"
 DEVICE_ENV = "LEANPROGRESS_DEVICE"
@@ -38,7 +39,7 @@ def expand_checkpoint_path(value: str) -> str:
 
 
 class MixingConfig(StrictModel):
-    """The LeanProgress paper's search score: α·N + (1−α)·P (see scorer/ranking.py for the normalisation)."""
+    """The LeanProgress paper's search score: α·N + (1−α)·P (see logic/progress_ranking.py for the normalisation)."""
 
     alpha: float = Field(ge=0.0, le=1.0, description="Weight of the progress term; the paper's best was 0.2.")
     max_steps: float = Field(
@@ -48,7 +49,7 @@ class MixingConfig(StrictModel):
 
 class ScorerDeploymentSettings(DeploymentSettings):
     """The bundles' deployment settings (the same autoscaling rule: target = half a batch), with the defaults of
-    a small model: a quarter of a CPU here, a short drain."""
+    a small model: a quarter of a CPU here. Its drain follows from the request deadline, like every replica's."""
 
     num_cpus: float = Field(default=0.25, ge=0, description="CPUs per replica (fractions fit small machines).")
     num_gpus: float = Field(default=0.0, ge=0, description="GPU fraction per replica (e.g. 0.1 beside a bundle).")
@@ -57,8 +58,6 @@ class ScorerDeploymentSettings(DeploymentSettings):
     max_queued_requests: int | None = Field(
         default=None, ge=1, description="Scoring calls waiting per caller (503 beyond); None: max_ongoing_requests."
     )
-    # Scoring calls take well under a second: a short drain loses none.
-    graceful_shutdown_timeout_s: float = Field(default=10.0, ge=0, description="Drain time before a replica stops.")
 
 
 class ScorerConfig(StrictModel):

@@ -1,0 +1,102 @@
+"""The data that crosses a process boundary: what the ingress asks of a bundle or a scorer, what an engine
+returns, and what a bundle answers. Plain frozen dataclasses, so Ray pickles them cheaply and exactly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+# A chat conversation ({"role": ..., "content": ...} turns): what remote engines take instead of a string.
+ChatMessages = list[dict[str, str]]
+
+
+@dataclass(frozen=True)
+class SamplingRequest:
+    """What one engine request samples: `n` candidates for one prompt."""
+
+    n: int
+    temperature: float
+    top_p: float
+    max_tokens: int
+    stop: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Completion:
+    """One sampled continuation, with what the score needs."""
+
+    text: str
+    cumulative_logprob: float | None
+    num_tokens: int
+    # "stop" (a stop string or EOS) or "length" (cut at max_tokens); None if the engine does not say.
+    finish_reason: str | None = None
+    # The engine's own probability in [0, 1], where the model's convention is not exp(mean token log-prob):
+    # beam search scores exp(sequence log-prob), as LeanCopilot does. None: scored from the log-prob.
+    score: float | None = None
+
+
+@dataclass(frozen=True)
+class EngineOutput:
+    completions: list[Completion]
+    prompt_tokens: int = 0
+
+    @property
+    def generated_tokens(self) -> int:
+        return sum(c.num_tokens for c in self.completions)
+
+
+@dataclass(frozen=True)
+class EngineLoad:
+    """The engine's own queue, for metrics: requests in the running batch and requests waiting for it."""
+
+    running: int = 0
+    waiting: int = 0
+
+
+@dataclass(frozen=True)
+class TacticRequest:
+    """What the ingress asks of a tactic bundle: candidates for the next step of `state` that start with `prefix`."""
+
+    request_id: str
+    state: str
+    prefix: str = ""
+    n: int | None = None
+    max_tokens: int | None = None
+
+
+@dataclass(frozen=True)
+class ProofRequest:
+    """What the ingress asks of a whole-proof bundle."""
+
+    request_id: str
+    theorem: str
+    problem: str = ""
+    n: int | None = None
+    max_tokens: int | None = None
+
+
+@dataclass(frozen=True)
+class ScoredTactic:
+    """One cleaned candidate (a tactic, or a whole proof) with its score in [0, 1]."""
+
+    output: str
+    score: float
+
+
+@dataclass(frozen=True)
+class BundleAnswer:
+    """What a bundle returns: cleaned, deduplicated candidates, best first, and what it took to make them."""
+
+    candidates: list[ScoredTactic] = field(default_factory=list)
+    sampled: int = 0  # completions the engine returned (before cleaning and deduplication)
+    prompt_tokens: int = 0
+    generated_tokens: int = 0
+
+
+@dataclass(frozen=True)
+class ScoringInput:
+    """One candidate for the LeanProgress scorer: the goal it acts on, the user's prefix and the tactic."""
+
+    goal: str
+    prefix: str
+    tactic: str

@@ -1,0 +1,47 @@
+"""What one HTTP request carries through the ingress: its id, its one deadline, and the bundle it reached.
+
+The deadline is computed once, when the request arrives, and every hop (the engine call, cross-call dedup,
+the scorer) waits only for what is left of it; so a request never outlives `ingress.request_timeout_s`,
+and a replica that drains for that long (deployments/options.py) cuts no request off.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+Clock = Callable[[], float]
+# The metrics label of a request whose model name resolved to no bundle (one value: typos cannot blow up
+# the label's cardinality).
+UNKNOWN_BUNDLE = "unknown"
+
+
+@dataclass(frozen=True)
+class Deadline:
+    """A point in time on `clock` (monotonic seconds) by which the request must be answered."""
+
+    expires_at: float
+    clock: Clock = field(default=time.monotonic, repr=False, compare=False)
+
+    @classmethod
+    def after(cls, seconds: float, clock: Clock = time.monotonic) -> Deadline:
+        return cls(clock() + seconds, clock)
+
+    def remaining(self) -> float:
+        """Seconds left, never below 0."""
+        return max(0.0, self.expires_at - self.clock())
+
+    def budget(self, cap_s: float | None = None) -> float:
+        """What one hop may wait: the time left, or less when the hop has a shorter budget of its own."""
+        left = self.remaining()
+        return left if cap_s is None else min(left, cap_s)
+
+
+@dataclass
+class RequestContext:
+    """Made by the HTTP app when a request arrives; the service fills in `bundle` once the name resolves."""
+
+    request_id: str
+    deadline: Deadline
+    bundle: str = UNKNOWN_BUNDLE

@@ -1,0 +1,133 @@
+"""The ingress's HTTP app: FastAPI, LeanServe's middlewares and error mapping, the routers, over one service.
+
+Middlewares, outermost first (Starlette runs the last one added first):
+1. request context: the request id (Serve's proxy puts the client's X-Request-Id, or a fresh one, on the
+   request and echoes it) and the request's one deadline, taken as it arrives; everything after logs with
+   the id, and every hop shares the deadline;
+2. metrics: times and counts every answer of a model route, 401s and 422s included;
+3. auth: the API-key gate, before routing and body parsing, so a stranger learns nothing, not even whether
+   the body would be valid.
+Errors leave as the contract's JSON `{"detail": ...}` with an honest status (core/errors.py).
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+from core.errors import InvalidRequestError, LeanServeError, UnauthorizedError
+from core.log_setup import request_logger
+from deployments.leancopilot.protocol import ErrorResponse
+from deployments.leancopilot.router import router as leancopilot_router
+from deployments.metrics import record_request
+from deployments.ray_errors import as_leanserve_error
+from deployments.service import TacticService
+from logic.auth import ApiKeyGate
+
+REQUEST_ID_HEADER = "X-Request-Id"
+METERED_ROUTES = {"/generate": "generate", "/prove": "prove", "/encode": "encode"}
+_ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorResponse} for status in (400, 401, 404, 413, 422, 503, 504)
+}
+
+
+def error_response(error: LeanServeError) -> JSONResponse:
+    headers = {}
+    if error.retry_after_s is not None:
+        headers["Retry-After"] = str(error.retry_after_s)
+    if isinstance(error, UnauthorizedError):
+        headers["WWW-Authenticate"] = error.challenge
+    return JSONResponse(status_code=error.status_code, content={"detail": error.detail}, headers=headers)
+
+
+def app_path(request: Request) -> str:
+    """The path within the app: Serve mounts it under its route prefix (root_path)."""
+    return request.url.path.removeprefix(request.scope.get("root_path", "").rstrip("/")) or "/"
+
+
+def _request_id(request: Request) -> str | None:
+    context = getattr(request.state, "context", None)
+    return context.request_id if context is not None else None
+
+
+def _log_and_respond(request: Request, error: LeanServeError, cause: BaseException | None = None) -> JSONResponse:
+    log = request_logger(_request_id(request))
+    if error.status_code >= 500:
+        log.opt(exception=cause).error("{} {} -> {}: {}", request.method, request.url.path, error.status_code, error.detail)
+    else:
+        log.warning("{} {} -> {}: {}", request.method, request.url.path, error.status_code, error.detail)
+    return error_response(error)
+
+
+def _add_middlewares(app: FastAPI, service: TacticService, gate: ApiKeyGate | None) -> None:
+    # Added innermost first.
+    @app.middleware("http")
+    async def auth(request: Request, call_next):
+        if gate is not None:
+            client_host = request.client.host if request.client else None
+            try:
+                gate.check(app_path(request), client_host, request.headers.get("authorization"))
+            except UnauthorizedError as denied:
+                return _log_and_respond(request, denied)
+        return await call_next(request)
+
+    @app.middleware("http")
+    async def metrics(request: Request, call_next):
+        route = METERED_ROUTES.get(app_path(request))
+        if route is None:
+            return await call_next(request)
+        started = time.perf_counter()
+        status = 500
+        try:
+            response = await call_next(request)
+            status = response.status_code
+            return response
+        finally:
+            try:
+                record_request(request.state.context.bundle, route, status, time.perf_counter() - started)
+            except Exception:  # metrics must never fail a request
+                request_logger(_request_id(request)).opt(exception=True).warning("could not record request metrics")
+
+    @app.middleware("http")
+    async def request_context(request: Request, call_next):
+        # Outside Serve (unit tests) there is no X-Request-Id from the proxy: make one.
+        request.state.context = service.new_context(request.headers.get(REQUEST_ID_HEADER) or uuid.uuid4().hex)
+        return await call_next(request)
+
+
+def _add_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(LeanServeError)
+    async def leanserve_error(request: Request, exc: LeanServeError) -> JSONResponse:
+        return _log_and_respond(request, exc)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        # The contract promises a string detail; FastAPI's default is a list of error objects.
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err.get('loc', ()) if p != 'body') or 'body'}: {err.get('msg')}"
+            for err in exc.errors()
+        )
+        return _log_and_respond(request, InvalidRequestError(f"Malformed request: {problems}"))
+
+    @app.exception_handler(Exception)
+    async def unexpected_error(request: Request, exc: Exception) -> JSONResponse:
+        return _log_and_respond(request, as_leanserve_error(exc), cause=exc)
+
+
+def build_http_app(service: TacticService, gate: ApiKeyGate | None = None) -> FastAPI:
+    """The ASGI app of one ingress replica (or of a unit test, with a service over injected handles)."""
+    app = FastAPI(
+        title="LeanServe",
+        summary="LeanCopilot-compatible tactic suggestions from Ray Serve and vLLM.",
+        responses=_ERROR_RESPONSES,
+    )
+    app.state.service = service
+    app.include_router(leancopilot_router)
+    _add_error_handlers(app)
+    _add_middlewares(app, service, gate)
+    return app

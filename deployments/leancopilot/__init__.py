@@ -1,0 +1,1 @@
+"""LeanCopilot's and LeanDojo-v2's front door: /generate, /encode, /prove, /models and /health."""

@@ -1,0 +1,153 @@
+"""Serve options of every LeanServe deployment, derived from the typed config: one function
+(`deployment_options`) for the bundles, the scorers and the dedup store, and one for the ingress.
+
+- Autoscaling follows the batch a replica works on: the target is half of it, so a replica scales out
+  while it still has room.
+- Placement: custom resources, and for tensor parallelism a placement group like Ray Serve LLM's.
+- Draining follows from the one request deadline: a stopping replica waits as long as a request may
+  still need it, so a redeploy cuts no request off.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from core.config import (
+    AutoscalingSettings,
+    BundleConfig,
+    DeploymentSettings,
+    IngressSettings,
+    ScorerConfig,
+)
+
+INGRESS_DEPLOYMENT_NAME = "ingress"
+DEDUP_DEPLOYMENT_NAME = "dedup-store"
+# A stopping replica waits for the longest request it may hold, plus this for the answer to travel back.
+SHUTDOWN_MARGIN_S = 10.0
+# The dedup store: one replica (the memory lives in it), many small calls, a sliver of a CPU.
+DEDUP_STORE_SETTINGS = DeploymentSettings(
+    num_cpus=0.05, max_ongoing_requests=1024, autoscaling=AutoscalingSettings(min_replicas=1, max_replicas=1)
+)
+
+
+@dataclass(frozen=True)
+class ReplicaSpec:
+    """What the Serve options of one batching deployment are made from."""
+
+    name: str
+    settings: DeploymentSettings
+    batch_size: int  # requests (or candidates) one replica works on at once
+    max_ongoing_requests: int
+    max_queued_requests: int | None = None  # None: Serve's unbounded queue
+    tensor_parallel_size: int = 1
+
+
+def drain_timeout_s(ingress: IngressSettings) -> float:
+    """How long a stopping replica waits for its requests: their deadline, so a redeploy cuts none."""
+    return ingress.request_timeout_s + SHUTDOWN_MARGIN_S
+
+
+def target_ongoing_requests(settings: AutoscalingSettings, batch_size: int) -> float:
+    """Ongoing requests per replica to aim for: half the batch, so a replica scales out while it still has
+    room (queued requests then wait for a new replica, not for a full batch to drain)."""
+    if settings.target_ongoing_requests is not None:
+        return settings.target_ongoing_requests
+    return max(1.0, batch_size / 2)
+
+
+def autoscaling_config(settings: AutoscalingSettings, batch_size: int) -> dict[str, Any]:
+    """Serve's `autoscaling_config` for a deployment whose replicas batch up to `batch_size` requests."""
+    config: dict[str, Any] = {
+        "min_replicas": settings.min_replicas,
+        "max_replicas": settings.max_replicas,
+        "target_ongoing_requests": target_ongoing_requests(settings, batch_size),
+        "upscale_delay_s": settings.upscale_delay_s,
+        "downscale_delay_s": settings.downscale_delay_s,
+        "look_back_period_s": settings.look_back_period_s,
+    }
+    if settings.min_replicas == 0:
+        config["downscale_to_zero_delay_s"] = settings.downscale_to_zero_delay_s
+    if settings.initial_replicas is not None:
+        config["initial_replicas"] = settings.initial_replicas
+    return config
+
+
+def placement_options(settings: DeploymentSettings, tensor_parallel_size: int = 1) -> dict[str, Any]:
+    """`ray_actor_options` (and, for tensor parallelism on GPUs, a placement group) of one replica.
+
+    With tensor_parallel_size > 1, vLLM runs one Ray worker per GPU (distributed_executor_backend "ray")
+    inside the replica's placement group, as Ray Serve LLM does: the replica actor takes the CPUs (and the
+    custom resources) in the first bundle, and each shard a bundle of one GPU; STRICT_PACK keeps them on one
+    node. The config validation guarantees num_gpus == tensor_parallel_size there.
+    """
+    actor_options: dict[str, Any] = {"num_cpus": settings.num_cpus, "num_gpus": settings.num_gpus}
+    if settings.resources:
+        actor_options["resources"] = dict(settings.resources)
+    if settings.env_vars:
+        actor_options["runtime_env"] = {"env_vars": dict(settings.env_vars)}
+    if tensor_parallel_size <= 1 or settings.num_gpus == 0:
+        return {"ray_actor_options": actor_options}
+    # The replica actor holds no GPU itself: its vLLM workers do, one bundle each.
+    actor_options["num_gpus"] = 0
+    first = {"CPU": settings.num_cpus, "GPU": 1.0, **settings.resources}
+    return {
+        "ray_actor_options": actor_options,
+        "placement_group_bundles": [first] + [{"GPU": 1.0} for _ in range(tensor_parallel_size - 1)],
+        "placement_group_strategy": settings.placement_strategy,
+    }
+
+
+def deployment_options(spec: ReplicaSpec, ingress: IngressSettings) -> dict[str, Any]:
+    """The Serve options of a bundle, scorer or dedup-store deployment."""
+    settings = spec.settings
+    drain_s = settings.graceful_shutdown_timeout_s
+    options: dict[str, Any] = {
+        "name": spec.name,
+        "max_ongoing_requests": spec.max_ongoing_requests,
+        "autoscaling_config": autoscaling_config(settings.autoscaling, spec.batch_size),
+        **placement_options(settings, spec.tensor_parallel_size),
+        "health_check_period_s": settings.health_check_period_s,
+        "health_check_timeout_s": settings.health_check_timeout_s,
+        "graceful_shutdown_timeout_s": drain_timeout_s(ingress) if drain_s is None else drain_s,
+    }
+    if spec.max_queued_requests is not None:
+        options["max_queued_requests"] = spec.max_queued_requests
+    return options
+
+
+def bundle_spec(bundle: BundleConfig) -> ReplicaSpec:
+    return ReplicaSpec(
+        name=bundle.deployment_name,
+        settings=bundle.deployment,
+        batch_size=bundle.engine_args.max_num_seqs,
+        max_ongoing_requests=bundle.max_ongoing_requests,
+        max_queued_requests=bundle.max_queued_requests,
+        tensor_parallel_size=bundle.engine_args.tensor_parallel_size,
+    )
+
+
+def scorer_spec(scorer: ScorerConfig) -> ReplicaSpec:
+    return ReplicaSpec(
+        name=scorer.deployment_name,
+        settings=scorer.deployment,
+        batch_size=scorer.max_batch_size,
+        max_ongoing_requests=scorer.max_ongoing_requests,
+        max_queued_requests=scorer.max_queued_requests,
+    )
+
+
+def dedup_store_spec() -> ReplicaSpec:
+    settings = DEDUP_STORE_SETTINGS
+    return ReplicaSpec(DEDUP_DEPLOYMENT_NAME, settings, batch_size=1, max_ongoing_requests=settings.max_ongoing_requests)
+
+
+def ingress_options(settings: IngressSettings) -> dict[str, Any]:
+    return {
+        "name": INGRESS_DEPLOYMENT_NAME,
+        "num_replicas": settings.num_replicas,
+        "max_ongoing_requests": settings.max_ongoing_requests,
+        "ray_actor_options": {"num_cpus": settings.num_cpus},
+        # A stopping ingress replica may still wait for a bundle that restarts meanwhile: drain like the rest.
+        "graceful_shutdown_timeout_s": drain_timeout_s(settings),
+    }

@@ -1,0 +1,231 @@
+"""The service every front door calls: it composes the bundles, scorers and the dedup store behind their
+DeploymentHandles, and owns what spans bundles.
+
+- name resolution and route support (logic/registry.py), request limits (logic/validation.py);
+- coalescing of identical requests in flight, cross-call deduplication, LeanProgress scoring and ranking;
+- the one deadline of each request (core/request_context.py): every hop waits only for what is left of it;
+- Ray's errors mapped to LeanServe's (deployments/ray_errors.py).
+
+No FastAPI here: the routers (deployments/leancopilot/router.py) translate their wire protocol to these calls,
+and unit tests drive the service with injected handles.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from core.config import AppArgs, BundleConfig, ScorerConfig
+from core.errors import (
+    GenerationTimeoutError,
+    LeanServeError,
+    ScorerNotConfiguredError,
+    ServiceUnavailableError,
+)
+from core.log_setup import request_logger
+from core.payloads import BundleAnswer, ProofRequest, ScoredTactic, ScoringInput, TacticRequest
+from core.request_context import Clock, Deadline, RequestContext
+from deployments.metrics import record_candidates
+from deployments.ray_errors import as_leanserve_error, describe_failure
+from logic.coalescing import SingleFlight
+from logic.progress_ranking import ProgressCandidate, rank_by_progress
+from logic.registry import ModelRegistry
+from logic.validation import check_encode_request, check_proof_request, check_tactic_request
+
+# A DeploymentHandle, or in unit tests anything with `handle.method.remote(...)` returning an awaitable
+# that has `.cancel()`.
+Handle = Any
+SCALES_TO_ZERO = "ok (min_replicas 0: not probed)"
+
+
+@dataclass(frozen=True)
+class TacticQuery:
+    """A tactic request as a front door hands it over (LeanCopilot's /generate fields)."""
+
+    name: str
+    state: str
+    prefix: str = ""
+    use_reward: bool = False
+    n: int | None = None
+    max_tokens: int | None = None
+
+
+@dataclass(frozen=True)
+class ProofQuery:
+    name: str
+    theorem: str
+    problem: str = ""
+    n: int | None = None
+    max_tokens: int | None = None
+
+
+@dataclass(frozen=True)
+class HealthReport:
+    models: dict[str, str]
+    scorers: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def healthy(self) -> bool:
+        return all(s in ("ok", SCALES_TO_ZERO) for s in self.models.values()) and all(
+            s == "ok" for s in self.scorers.values()
+        )
+
+
+def bundles_to_probe(bundles: list[BundleConfig]) -> list[str]:
+    """The bundles /health calls. A bundle allowed to scale to zero is left out: a probe is a request, so it
+    would start a replica (and wait minutes for its model) every time, and the bundle would never scale in.
+    Serve's own health checks still replace its broken replicas while it runs."""
+    return [b.name for b in bundles if b.deployment.autoscaling.min_replicas > 0]
+
+
+async def await_handle_call(response: Any, timeout_s: float, on_timeout: LeanServeError | None = None) -> Any:
+    """Await a handle call for at most `timeout_s`; on timeout the call (and its engine request) is cancelled."""
+    try:
+        return await asyncio.wait_for(response, timeout_s)
+    except TimeoutError:
+        response.cancel()
+        raise (on_timeout or GenerationTimeoutError("Generation timed out.")) from None
+    except LeanServeError:
+        raise
+    except Exception as exc:  # Ray wraps replica errors; find ours or map Ray's own
+        raise as_leanserve_error(exc) from exc
+
+
+class TacticService:
+    def __init__(
+        self,
+        args: AppArgs,
+        bundles: Mapping[str, Handle],
+        scorers: Mapping[str, Handle] | None = None,
+        dedup_store: Handle | None = None,
+        clock: Clock = time.monotonic,
+    ):
+        self.args = args
+        self.clock = clock  # the deadlines' clock (tests pass their own)
+        self.registry = ModelRegistry(args.models)
+        self.bundles = bundles  # bundle name -> handle of its deployment
+        self.scorers = scorers or {}  # scorer name -> handle of its LeanProgress deployment
+        self.dedup_store = dedup_store  # None: no bundle opted into cross-call dedup
+        self.flights: SingleFlight[BundleAnswer] = SingleFlight()
+
+    def new_context(self, request_id: str) -> RequestContext:
+        """The context of a request arriving now: its deadline starts here."""
+        return RequestContext(request_id, Deadline.after(self.args.ingress.request_timeout_s, self.clock))
+
+    # -- tactics ---------------------------------------------------------------------------------------------
+
+    async def suggest_tactics(self, query: TacticQuery, ctx: RequestContext) -> list[ScoredTactic | ProgressCandidate]:
+        """Candidates for the next tactic, best first: the bundle's cleaned candidates, minus those returned
+        before (cross-call dedup), ranked by the LeanProgress scorer when `use_reward` asks for it."""
+        started = time.perf_counter()
+        check_tactic_request(query.state, query.prefix, query.n, query.max_tokens, self.args.limits)
+        bundle = self.registry.lookup(query.name)
+        ctx.bundle = bundle.name
+        # LeanDojo-v2's 400 comes first: it answers any bundle without a scorer, encoder-only ones too.
+        scorer = self._scorer_for(bundle) if query.use_reward else None
+        self.registry.check_route(bundle, "generate", query.name)
+        request = TacticRequest(ctx.request_id, query.state, query.prefix, query.n, query.max_tokens)
+
+        def bundle_call():
+            return await_handle_call(self.bundles[bundle.name].answer.remote(request), ctx.deadline.remaining())
+
+        # Not with cross-call dedup: the second of two identical requests must get other tactics than the first.
+        if self.args.ingress.coalesce_identical_requests and not bundle.dedup.enabled:
+            # Everything that shapes the answer is in the key; identical requests in flight share one engine call.
+            key = (bundle.name, query.state, query.prefix, query.n, query.max_tokens, query.use_reward)
+            answer = await self.flights.run(key, bundle_call)
+        else:
+            answer = await bundle_call()
+        tactics = answer.candidates
+        if bundle.dedup.enabled and self.dedup_store is not None:
+            tactics = await self._skip_returned(bundle.name, query, tactics, ctx)
+        record_candidates(bundle.name, len(tactics))
+        ranked = await self._rank_by_progress(scorer, query, tactics, ctx) if scorer is not None else tactics
+        request_logger(ctx.request_id).info(
+            "generate model={} input_chars={} prefix_chars={} sampled={} returned={} scorer={} in {:.3f}s",
+            bundle.name, len(query.state), len(query.prefix), answer.sampled, len(ranked),
+            scorer.name if scorer else None, time.perf_counter() - started,
+        )
+        return ranked
+
+    def _scorer_for(self, bundle: BundleConfig) -> ScorerConfig:
+        scorer = self.args.scorer_for(bundle)
+        if scorer is None or scorer.name not in self.scorers:
+            raise ScorerNotConfiguredError()
+        return scorer
+
+    async def _skip_returned(
+        self, bundle: str, query: TacticQuery, tactics: list[ScoredTactic], ctx: RequestContext
+    ) -> list[ScoredTactic]:
+        """Cross-call deduplication: drop the tactics already returned for this input (by any replica)."""
+        call = self.dedup_store.take_new.remote(bundle, query.state, query.prefix, [t.output for t in tactics])
+        try:
+            # Best effort, within the request's deadline and never longer than a health probe.
+            fresh = await await_handle_call(call, ctx.deadline.budget(self.args.ingress.health_timeout_s))
+        except LeanServeError as exc:
+            # A lost store must not fail generation; the client gets the candidates unfiltered.
+            request_logger(ctx.request_id).warning("dedup store unavailable ({}); returning unfiltered", exc.detail)
+            return tactics
+        keep = set(fresh)
+        return [t for t in tactics if t.output in keep]
+
+    async def _rank_by_progress(
+        self, scorer: ScorerConfig, query: TacticQuery, tactics: list[ScoredTactic], ctx: RequestContext
+    ) -> list[ProgressCandidate]:
+        """LeanProgress scores for every candidate, ranked per the contract (score = reward unless mixing)."""
+        if not tactics:
+            return []
+        items = [ScoringInput(goal=query.state, prefix=query.prefix, tactic=t.output) for t in tactics]
+        call = self.scorers[scorer.name].score.remote(ctx.request_id, items)
+        steps = await await_handle_call(call, ctx.deadline.remaining())
+        return rank_by_progress([(t.output, t.score) for t in tactics], steps, scorer.mixing)
+
+    # -- whole proofs and encodings --------------------------------------------------------------------------
+
+    async def prove(self, query: ProofQuery, ctx: RequestContext) -> list[ScoredTactic]:
+        """Complete proof candidates of `query.theorem` from a whole-proof bundle, best first."""
+        started = time.perf_counter()
+        check_proof_request(query.theorem, query.problem, query.n, query.max_tokens, self.args.limits)
+        bundle = self.registry.resolve(query.name, "prove")
+        ctx.bundle = bundle.name
+        request = ProofRequest(ctx.request_id, query.theorem, query.problem, query.n, query.max_tokens)
+        answer = await await_handle_call(self.bundles[bundle.name].answer.remote(request), ctx.deadline.remaining())
+        request_logger(ctx.request_id).info(
+            "prove model={} theorem_chars={} sampled={} returned={} in {:.3f}s",
+            bundle.name, len(query.theorem), answer.sampled, len(answer.candidates), time.perf_counter() - started,
+        )
+        return answer.candidates
+
+    async def encode(self, name: str, text: str, ctx: RequestContext) -> list[float]:
+        check_encode_request(text, self.args.limits)
+        bundle = self.registry.resolve(name, "encode")
+        ctx.bundle = bundle.name
+        call = self.bundles[bundle.name].encode.remote(ctx.request_id, text)
+        return await await_handle_call(call, ctx.deadline.remaining())
+
+    # -- health and models -----------------------------------------------------------------------------------
+
+    def models(self) -> list[BundleConfig]:
+        return self.registry.bundles
+
+    async def health(self) -> HealthReport:
+        """Every bundle's engine and every scorer, each asked its own health check at once."""
+        models = await self._probe(self.bundles, bundles_to_probe(self.args.models))
+        models.update({b.name: SCALES_TO_ZERO for b in self.args.models if b.name not in models})
+        scorers = await self._probe(self.scorers, list(self.scorers))
+        return HealthReport(models, scorers)
+
+    async def _probe(self, handles: Mapping[str, Handle], names: list[str]) -> dict[str, str]:
+        too_slow = ServiceUnavailableError("The engine did not answer its health check in time.")
+        timeout_s = self.args.ingress.health_timeout_s
+        results = await asyncio.gather(
+            *(await_handle_call(handles[n].health.remote(), timeout_s, too_slow) for n in names),
+            return_exceptions=True,
+        )
+        return {
+            name: ("ok" if not isinstance(result, BaseException) else describe_failure(result))
+            for name, result in zip(names, results, strict=True)
+        }

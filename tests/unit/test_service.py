@@ -1,0 +1,186 @@
+"""The ingress's HTTP app and service without Ray: real routes, middlewares, service, bundle and pipeline, over
+injected handles and a fake engine. The real-engine path is proven by tests/serve/; this is its fast twin."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from types import SimpleNamespace
+
+import httpx
+import pytest
+
+from core.config import AppArgs
+from core.payloads import Completion, EngineOutput
+from deployments.bundle import BundleServer
+from deployments.http_app import build_http_app
+from deployments.service import TacticService
+from fakes import FakeEngine
+from logic.auth import ApiKeyGate
+from support import LEANCOPILOT_HEADERS, leancopilot_bytes
+
+TIMEOUT_S = 300.0
+pytestmark = pytest.mark.filterwarnings("ignore:coroutine .BundleServer.__del__. was never awaited")
+
+
+class FakeClock:
+    """Monotonic seconds that move only when a test says so."""
+
+    def __init__(self):
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class Call:
+    """What a DeploymentHandle's `.remote()` returns: awaitable, and cancellable."""
+
+    def __init__(self, coro):
+        self.task = asyncio.ensure_future(coro)
+
+    def __await__(self):
+        return self.task.__await__()
+
+    def cancel(self):
+        self.task.cancel()
+
+
+class Handle:
+    """`handle.method.remote(*args)` calls `target.method(*args)` in this event loop."""
+
+    def __init__(self, target):
+        self._target = target
+
+    def __getattr__(self, method):
+        return SimpleNamespace(remote=lambda *args: Call(getattr(self._target, method)(*args)))
+
+
+class Scorer:
+    """A LeanProgress stand-in: predicts len(tactic) steps, or never answers while `hang` is set."""
+
+    def __init__(self):
+        self.hang = False
+        self.calls = 0
+        self.cancelled = 0
+
+    async def score(self, request_id, items):
+        self.calls += 1
+        if self.hang:
+            try:
+                await asyncio.Event().wait()
+            except asyncio.CancelledError:
+                self.cancelled += 1
+                raise
+        return [float(len(item.tactic)) for item in items]
+
+    async def health(self):
+        return {"status": "ok"}
+
+
+def app_args(**overrides) -> AppArgs:
+    return AppArgs.model_validate(
+        {
+            "ingress": {"request_timeout_s": TIMEOUT_S},
+            "models": [
+                {"name": "tiny", "model": "fake", "prompt": {"template": "{state}:::"}, "sampling": {"n": 3}},
+                {"name": "retriever", "encoder": {"model": "fake-encoder"}},
+            ],
+            "scorers": [{"name": "progress", "checkpoint": "/fake"}],
+            **overrides,
+        }
+    )
+
+
+async def bundle_server(config, engine_factory=FakeEngine) -> BundleServer:
+    server = BundleServer.__new__(BundleServer)
+    await server.__init__(config, engine_factory, encoder_factory=lambda _: SimpleNamespace())
+    return server
+
+
+async def make_app(args: AppArgs, clock: FakeClock, scorer: Scorer, engine_factory=FakeEngine, gate=None):
+    bundles = {b.name: Handle(await bundle_server(b, engine_factory)) for b in args.models}
+    service = TacticService(args, bundles, {"progress": Handle(scorer)}, clock=clock)
+    return build_http_app(service, gate)
+
+
+def client(app) -> httpx.AsyncClient:
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://leanserve")
+
+
+async def post(app, path: str, payload: dict, **kwargs) -> httpx.Response:
+    async with client(app) as http:
+        return await http.post(path, content=leancopilot_bytes(payload), headers=LEANCOPILOT_HEADERS, **kwargs)
+
+
+async def test_generate_goes_through_service_bundle_and_pipeline():
+    app = await make_app(app_args(), FakeClock(), Scorer())
+    response = await post(app, "/generate", {"input": "⊢ True", "name": "tiny", "prefix": "ex"})
+    assert response.status_code == 200, response.text
+    # The fake engine continues with " test_i\nignored" at mean log-prob -(i+1)/4: the bundle cuts each to one
+    # line after the prefix, and ranks them best first.
+    assert response.json() == {
+        "outputs": [
+            {"output": f"ex test_{i}", "score": pytest.approx(math.exp(-(i + 1) / 4)), "model_score": None,
+             "steps_remaining": None, "reward": None}
+            for i in range(3)
+        ]
+    }
+
+
+async def test_use_reward_ranks_by_the_scorer():
+    app = await make_app(app_args(), FakeClock(), Scorer())
+    response = await post(app, "/generate", {"input": "⊢ True", "name": "tiny", "prefix": "", "use_reward": True})
+    outputs = response.json()["outputs"]
+    assert [o["output"] for o in outputs] == ["test_0", "test_1", "test_2"]
+    assert [o["steps_remaining"] for o in outputs] == [6.0, 6.0, 6.0]
+    assert all(o["score"] == o["reward"] == -6.0 for o in outputs)
+
+
+class SlowEngine(FakeEngine):
+    """An engine call that uses up all but 50 ms of the request's deadline (on the test's clock)."""
+
+    clock: FakeClock
+
+    async def generate(self, prompt, sampling, request_id):
+        output = await super().generate(prompt, sampling, request_id)
+        if not request_id.startswith("warmup"):
+            self.clock.now += TIMEOUT_S - 0.05
+        return output
+
+
+@pytest.mark.timeout(30)  # a scorer hop with its own full budget would wait 300 s: the test fails by timing out
+async def test_use_reward_ends_at_its_deadline_with_504_scorer_included():
+    clock, scorer = FakeClock(), Scorer()
+    scorer.hang = True
+    SlowEngine.clock = clock
+    app = await make_app(app_args(), clock, scorer, engine_factory=SlowEngine)
+    response = await post(app, "/generate", {"input": "⊢ True", "name": "tiny", "prefix": "", "use_reward": True})
+    assert response.status_code == 504
+    assert response.json() == {"detail": "Generation timed out."}
+    await asyncio.sleep(0)  # let the cancelled scorer call run its handler
+    assert (scorer.calls, scorer.cancelled) == (1, 1), "the scorer call was not cut at the deadline"
+
+
+async def test_errors_keep_the_contracts_shape():
+    app = await make_app(app_args(), FakeClock(), Scorer())
+    unknown = await post(app, "/generate", {"input": "⊢ True", "name": "nope", "prefix": ""})
+    assert (unknown.status_code, unknown.json()) == (404, {"detail": "Unknown model 'nope'. Known models: retriever, tiny."})
+    wrong_route = await post(app, "/generate", {"input": "⊢ True", "name": "retriever", "prefix": ""})
+    assert wrong_route.json() == {"detail": "Model 'retriever' does not support generation requests."}
+    malformed = await post(app, "/generate", {"name": "tiny"})
+    assert malformed.status_code == 422 and malformed.json()["detail"].startswith("Malformed request: input:")
+
+
+async def test_the_key_gate_answers_before_the_body_is_parsed():
+    gate = ApiKeyGate(["k-1"], allow_networks=[])  # loopback too must send the key
+    app = await make_app(app_args(), FakeClock(), Scorer(), gate=gate)
+    async with client(app) as http:
+        stranger = await http.post("/generate", content=b"{not json", headers=LEANCOPILOT_HEADERS)
+        keyed = await http.post(
+            "/generate", content=b"{not json", headers={**LEANCOPILOT_HEADERS, "Authorization": "Bearer k-1"}
+        )
+        health = await http.get("/health")
+    assert (stranger.status_code, stranger.headers["www-authenticate"]) == (401, "Bearer")
+    assert keyed.status_code == 422
+    assert health.status_code == 200 and health.json()["scorers"] == {"progress": "ok"}
