@@ -70,15 +70,15 @@ train-scorer: models
 check-config: install
 	$(PY) -m deployments.check_config $(CONFIG)
 
-# The README's configuration reference, regenerated from deployments/config.py.
+# The configuration reference in docs/configuration.md, regenerated from core/config/.
 docs: install
-	$(PY) -m core.config.reference --write README.md
+	$(PY) -m core.config.reference --write docs/configuration.md
 
 # deploy/kuberay/rayservice.yaml: its serveConfigV2 is serve_config.yaml verbatim (validated first).
 kuberay: install
 	$(PY) deploy/render_rayservice.py
 # LeanServe against the bare engine, vLLM's OpenAI server and a seed-style server (bench/compare_stacks.py);
-# QUICK=1: fewer requests and short generations (about 10 minutes on 2 cores). Updates the README's table.
+# QUICK=1: fewer requests and short generations (about 10 minutes on 2 cores). Updates the table in docs/benchmarks.md.
 QUICK ?=
 bench: install models
 	$(PY) -m bench.compare_stacks $(if $(QUICK),--quick,)

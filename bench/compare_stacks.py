@@ -11,7 +11,7 @@ Stacks, run one after another (never two at once), each in its own process tree:
 Each gets the same closed-loop levels (concurrency 1, 4, 16, 64) over the same miniF2F states, n=4 and the
 same max tokens. Reported: throughput ratios b/a, b/c, b/d per level; latency added by b over a at
 concurrency 1 (p50, p99); time to ready and peak memory (PSS of the process tree) per stack. Results go to
-bench/results/<date>.json and .md, and the README's generated section.
+bench/results/<date>.json and .md, and the generated table of docs/benchmarks.md.
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ from models.chat_template import load_chat_renderer
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 RESULTS_DIR = REPO_ROOT / "bench" / "results"
-README = REPO_ROOT / "README.md"
+DOCS_PAGE = REPO_ROOT / "docs" / "benchmarks.md"
 TABLE_START, TABLE_END = "<!-- bench-table:start -->", "<!-- bench-table:end -->"
 STACKS = ("bare", "leanserve", "vllm-openai", "seed")
 LABELS = {"bare": "(a) bare AsyncLLM", "leanserve": "(b) LeanServe", "vllm-openai": "(c) vLLM OpenAI server",
@@ -327,13 +327,13 @@ def markdown(result: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def update_readme(table: str, readme: Path = README) -> bool:
-    text = readme.read_text(encoding="utf-8")
+def update_docs_table(table: str, page: Path = DOCS_PAGE) -> bool:
+    text = page.read_text(encoding="utf-8")
     if TABLE_START not in text or TABLE_END not in text:
         return False
     head, rest = text.split(TABLE_START, 1)
     _, tail = rest.split(TABLE_END, 1)
-    readme.write_text(f"{head}{TABLE_START}\n{table}{TABLE_END}{tail}", encoding="utf-8")
+    page.write_text(f"{head}{TABLE_START}\n{table}{TABLE_END}{tail}", encoding="utf-8")
     return True
 
 
@@ -349,7 +349,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--levels", default=",".join(map(str, LEVELS)), help="closed-loop concurrency levels")
     parser.add_argument("--omp-threads", type=int, help="compute threads of every stack (default: the config's)")
     parser.add_argument("--label", default="", help="suffix of the results files (variants of a tuning run)")
-    parser.add_argument("--no-readme", action="store_true", help="do not update the README's table")
+    parser.add_argument("--no-docs", "--no-readme", dest="no_docs", action="store_true",
+                        help="do not update the table in docs/benchmarks.md (--no-readme: the old name)")
     options = parser.parse_args(argv)
 
     subprocess.run([sys.executable, "-m", "models.prepare", "--out", ".models"], cwd=REPO_ROOT, check=True)
@@ -393,8 +394,8 @@ def main(argv: list[str] | None = None) -> int:
         result = write_result()
     table = markdown(result)
     (RESULTS_DIR / f"{stem}.md").write_text(table)
-    if not options.no_readme and not options.label:
-        update_readme(table)
+    if not options.no_docs and not options.label:
+        update_docs_table(table)
     print(table)
     print(f"wrote {RESULTS_DIR / stem}.json and .md in {result['wall_s']:.0f} s")
     return 0

@@ -1,6 +1,6 @@
-"""Render the configuration reference (README.md) from the pydantic models, so docs and defaults agree.
+"""Render the configuration reference (docs/configuration.md) from the pydantic models, so docs and defaults agree.
 
-Usage: python -m core.config.reference [--write README.md]   (prints Markdown, or updates the file)
+Usage: python -m core.config.reference [--write docs/configuration.md]   (prints Markdown, or updates the file)
 """
 
 from __future__ import annotations

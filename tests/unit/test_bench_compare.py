@@ -5,7 +5,7 @@ from __future__ import annotations
 import yaml
 from support import REPO_ROOT
 
-from bench.compare_stacks import TABLE_END, TABLE_START, compare, markdown, update_readme
+from bench.compare_stacks import DOCS_PAGE, TABLE_END, TABLE_START, compare, markdown, update_docs_table
 from bench.workload import LEVELS, Workload, config_variant, load_bundle, make_workload
 
 LOCAL = str(REPO_ROOT / "configs" / "local.yaml")
@@ -38,7 +38,7 @@ def test_ratios_and_added_latency():
     assert compare({"leanserve": stacks["leanserve"]}, (1, 16)) == {"throughput_ratios": {}, "latency_added_over_bare_c1": {}}
 
 
-def test_markdown_table_and_readme_section(tmp_path):
+def test_markdown_table_and_docs_section(tmp_path):
     stacks = {"bare": stack({1: 0.5}), "leanserve": stack({1: 0.4}), "seed": {"error": "RuntimeError: boom"}}
     workload = make_workload(LOCAL, quick=True, levels=(1,))
     result = {"date": "2026-11-26T01:00:00+00:00", "quick": True, "machine": {"cpus": 2, "load_before": "1.0",
@@ -47,10 +47,15 @@ def test_markdown_table_and_readme_section(tmp_path):
     table = markdown(result)
     assert "| (b) LeanServe | 10.0 | 1.50 | 0.400 |" in table and "| b/a | 0.80 |" in table
     assert "failed: RuntimeError: boom" in table
-    readme = tmp_path / "README.md"
-    readme.write_text(f"# x\n{TABLE_START}\nold\n{TABLE_END}\nrest\n")
-    assert update_readme(table, readme)
-    assert readme.read_text() == f"# x\n{TABLE_START}\n{table}{TABLE_END}\nrest\n"
+    page = tmp_path / "benchmarks.md"
+    page.write_text(f"# x\n{TABLE_START}\nold\n{TABLE_END}\nrest\n")
+    assert update_docs_table(table, page)
+    assert page.read_text() == f"# x\n{TABLE_START}\n{table}{TABLE_END}\nrest\n"
+
+
+def test_the_docs_page_holds_the_generated_table():
+    text = DOCS_PAGE.read_text(encoding="utf-8")
+    assert text.count(TABLE_START) == 1 and text.count(TABLE_END) == 1, "make bench would not update docs/benchmarks.md"
 
 
 def test_every_stack_gets_the_same_states_per_level():
