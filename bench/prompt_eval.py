@@ -1,7 +1,7 @@
 """Which chat prompt makes SmolLM2-135M-Instruct write tactic-shaped Lean 4 tactics? A benchmark, not a test.
 
 Each variant is a `PromptConfig` plus sampling, rendered with the repo's own `PromptBuilder` and the model's chat
-template, exactly as the serving path does it. Every completion is judged with `models/tactics.py`
+template, exactly as the serving path does it. Every completion is judged with `logic/tactics.py`
 (`clean_completion(..., chat=True)` then `looks_like_tactic`). That shape check cannot tell lowercase prose or an
 invented tactic name from a tactic, so two stricter figures are reported beside it: `known` (the first word is a
 known tactic name) and `plausible` (known, finished, brackets balanced, and every hypothesis it names exists in the
@@ -197,7 +197,7 @@ def summarize(name: str, states: list[str], outputs: list[list[tuple[str, bool]]
 
 
 def bundle_yaml(name: str) -> str:
-    """The variant as the `prompt:` and `sampling:` sections of a bundle config (deployments/config.py)."""
+    """The variant as the `prompt:` and `sampling:` sections of a bundle config (core/config/bundle.py)."""
     v = VARIANTS[name]
     q = lambda text: json.dumps(text, ensure_ascii=False)  # noqa: E731 -- a JSON string is a YAML double-quoted one
     lines = ["prompt:", "  chat: true", f"  template: {q(v['template'])}"]

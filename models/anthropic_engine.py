@@ -1,7 +1,7 @@
 """The Anthropic Messages API (the `anthropic` SDK; optional extra `anthropic`).
 
-The API has no `n` and no log-probabilities: n candidates are n parallel calls, and the ingress scores them
-by rank (models/tactics.py rank_score). System turns go to the `system` parameter, as the API wants.
+The API has no `n` and no log-probabilities: n candidates are n parallel calls, and the bundle scores them
+by rank (logic/tactics.py rank_score). System turns go to the `system` parameter, as the API wants.
 The current Messages API (and SDK) takes no temperature or top_p: they are sent, in the request body, only
 with `remote.send_sampling: true` (for older models and compatible servers).
 """

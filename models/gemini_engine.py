@@ -2,7 +2,7 @@
 
 n candidates: `candidate_count` in one call (`remote.n_per_call: false`: n parallel calls). Scores: the
 candidate's `avgLogprobs` when the API returns it (exp of it is the mean-token probability), otherwise the
-ingress ranks (models/tactics.py rank_score). The SDK's own retries stay off: RemoteChatEngine retries.
+bundle ranks them (logic/tactics.py rank_score). The SDK's own retries stay off: RemoteChatEngine retries.
 """
 
 from __future__ import annotations

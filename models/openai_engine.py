@@ -3,7 +3,7 @@
 Covers the Hugging Face router (the seed's default `deepseek-ai/DeepSeek-Prover-V2-671B:novita`), OpenAI,
 Together, and any remote vLLM server. n candidates: the API's `n` in one call (`remote.n_per_call: false`
 for servers that lack it: then n parallel calls). Scores: the returned token log-probabilities when
-`remote.logprobs` is on; otherwise the ingress ranks (models/tactics.py rank_score).
+`remote.logprobs` is on; otherwise the bundle ranks them (logic/tactics.py rank_score).
 """
 
 from __future__ import annotations

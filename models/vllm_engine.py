@@ -58,7 +58,7 @@ def build_engine_args(bundle: BundleConfig) -> AsyncEngineArgs:
     if cfg.gpu_memory_utilization is not None:
         kwargs["gpu_memory_utilization"] = cfg.gpu_memory_utilization
     if cfg.tensor_parallel_size > 1:
-        # One Ray worker per GPU, inside the replica's placement group (deployments/scaling.py builds it).
+        # One Ray worker per GPU, inside the replica's placement group (deployments/options.py builds it).
         kwargs["distributed_executor_backend"] = "ray"
     known = {f.name for f in dataclasses.fields(AsyncEngineArgs)}
     unknown = sorted(set(cfg.extra) - known)

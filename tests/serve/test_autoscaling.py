@@ -1,5 +1,5 @@
 """Autoscaling on a real local Ray Serve: load on a tiny vLLM bundle adds a second replica, idleness
-removes it. The delays are shortened for the test; the production defaults are in deployments/config.py."""
+removes it. The delays are shortened for the test; the production defaults are in core/config/."""
 
 from __future__ import annotations
 

@@ -4,7 +4,6 @@ import re
 from pathlib import Path
 
 import pytest
-
 from support import REPO_ROOT
 
 README = REPO_ROOT / "README.md"

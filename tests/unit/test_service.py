@@ -9,18 +9,16 @@ from types import SimpleNamespace
 
 import httpx
 import pytest
+from fakes import FakeEngine
+from support import LEANCOPILOT_HEADERS, leancopilot_bytes
 
 from core.config import AppArgs
-from core.payloads import Completion, EngineOutput
 from deployments.bundle import BundleServer
 from deployments.http_app import build_http_app
 from deployments.service import TacticService
-from fakes import FakeEngine
 from logic.auth import ApiKeyGate
-from support import LEANCOPILOT_HEADERS, leancopilot_bytes
 
 TIMEOUT_S = 300.0
-pytestmark = pytest.mark.filterwarnings("ignore:coroutine .BundleServer.__del__. was never awaited")
 
 
 class FakeClock:
@@ -92,8 +90,15 @@ def app_args(**overrides) -> AppArgs:
     )
 
 
+class LocalBundleServer(BundleServer):
+    """The real bundle class, built in this event loop instead of a Serve replica."""
+
+    def __del__(self):  # Serve awaits the real (async) one at shutdown; a fake engine has nothing to stop
+        pass
+
+
 async def bundle_server(config, engine_factory=FakeEngine) -> BundleServer:
-    server = BundleServer.__new__(BundleServer)
+    server = LocalBundleServer.__new__(LocalBundleServer)
     await server.__init__(config, engine_factory, encoder_factory=lambda _: SimpleNamespace())
     return server
 
@@ -184,3 +189,15 @@ async def test_the_key_gate_answers_before_the_body_is_parsed():
     assert (stranger.status_code, stranger.headers["www-authenticate"]) == (401, "Bearer")
     assert keyed.status_code == 422
     assert health.status_code == 200 and health.json()["scorers"] == {"progress": "ok"}
+
+
+async def test_models_lists_every_bundle_with_its_routes():
+    app = await make_app(app_args(), FakeClock(), Scorer())
+    async with client(app) as http:
+        listing = (await http.get("/models")).json()
+    assert listing == {
+        "models": [
+            {"name": "tiny", "aliases": [], "routes": ["generate"]},
+            {"name": "retriever", "aliases": [], "routes": ["encode"]},
+        ]
+    }
