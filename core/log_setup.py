@@ -30,9 +30,5 @@ def configure_logging(component: str) -> None:
 
 
 def request_logger(request_id: str | None):
-    """The logger bound to one request id.
-
-    Route methods call this instead of touching `logger`: Serve pickles the FastAPI app while the ingress
-    class is still being defined, so its methods travel by value, and a captured logger drags its sinks along.
-    """
+    """The logger bound to one request id ("-" when there is none)."""
     return logger.bind(request_id=request_id or "-")

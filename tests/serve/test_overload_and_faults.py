@@ -197,7 +197,7 @@ def test_every_log_line_of_a_request_names_its_id(fault_app):
     response = generate(fault_app.url, headers={"X-Request-Id": request_id})
     assert response.status_code == 200 and response.headers["x-request-id"] == request_id
     assert wait_for_log_lines(request_id, "generate model="), "the ingress logs the request with the client's id"
-    assert wait_for_log_lines(request_id, "generated n="), "the bundle logs the request with the client's id"
+    assert wait_for_log_lines(request_id, "answered sampled="), "the bundle logs the request with the client's id"
 
 
 def test_info_logs_hold_no_proof_state(fault_app):

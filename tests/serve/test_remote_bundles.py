@@ -264,7 +264,7 @@ def test_cross_call_dedup_is_shared_by_all_replicas(remote_app, api):
     api.answers = lambda index, text, n: [f"```lean\nexact h{index + i}\n```" for i in range(n)]
     calls = 12
     ingress_before = serve_log_counts("ingress", "POST /generate")
-    bundle_before = serve_log_counts("bundle-dedup", "CALL generate")
+    bundle_before = serve_log_counts("bundle-dedup", "CALL answer")
     returned = []
     for _ in range(calls):
         response = generate(remote_app, "dedup")
@@ -276,7 +276,7 @@ def test_cross_call_dedup_is_shared_by_all_replicas(remote_app, api):
     # a per-replica memory would have returned repeats.
     time.sleep(1)  # log lines are flushed asynchronously
     for deployment, before, needle in (("ingress", ingress_before, "POST /generate"),
-                                       ("bundle-dedup", bundle_before, "CALL generate")):
+                                       ("bundle-dedup", bundle_before, "CALL answer")):
         after = serve_log_counts(deployment, needle)
         served = [name for name, count in after.items() if count > before.get(name, 0)]
         assert len(served) == 2, f"{deployment}: calls reached only {served}"

@@ -83,3 +83,11 @@ def test_proofs_are_scored_deduplicated_and_ranked():
     proofs = completions_to_proofs(completions)
     assert [p.output for p in proofs] == ["engine scored", PROOF, "other"]
     assert [p.score for p in proofs] == pytest.approx([0.9, math.exp(-2.0 / 8), math.exp(-1.0)])
+
+
+def test_every_preset_the_config_accepts_has_a_prompt():
+    from typing import get_args
+
+    from core.config import PresetName
+
+    assert set(PRESETS) == set(get_args(PresetName))
