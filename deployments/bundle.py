@@ -56,9 +56,7 @@ class BundleServer:
             self.engine = (engine_factory or make_engine)(config)
             await self.engine.start()
             self.pipeline = build_pipeline(config, self.engine, load_chat_renderer)
-            warm_up_started = time.perf_counter()
             await self.pipeline.warm_up()
-            logger.info("engine warm-up took {:.1f}s", time.perf_counter() - warm_up_started)
             self._load_reporter = asyncio.create_task(self._report_engine_load())
         self.encoder: TextEncoder | None = None
         if config.encoder is not None:

@@ -15,6 +15,7 @@ No Ray and no engine import: the engine comes in through core/engine_protocol.py
 
 from __future__ import annotations
 
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from typing import Generic, TypeVar
@@ -52,11 +53,12 @@ ChatRendererLoader = Callable[[str], ChatRenderer]
 class Pipeline(ABC, Generic[RequestT]):
     """request -> engine -> cleaned, ranked candidates, for one bundle."""
 
-    def __init__(self, engine: GenerationEngine, sampling: SamplingDefaults, warms_up: bool = True):
+    # False for remote APIs: a warm-up call costs money and proves nothing about this replica.
+    warms_up = True
+
+    def __init__(self, engine: GenerationEngine, sampling: SamplingDefaults):
         self.engine = engine
         self.sampling = sampling
-        # False for remote APIs: a warm-up call costs money and proves nothing about this replica.
-        self.warms_up = warms_up
 
     async def answer(self, request: RequestT) -> BundleAnswer:
         sampling = resolve_sampling(self.sampling, request.n, request.max_tokens)
@@ -71,9 +73,11 @@ class Pipeline(ABC, Generic[RequestT]):
     async def warm_up(self) -> None:
         if not self.warms_up:
             return
+        started = time.perf_counter()
         max_tokens = min(self.sampling.max_tokens, WARMUP_MAX_TOKENS)
         for i in range(WARMUP_REQUESTS):
             await self.answer(self._warmup_request(f"warmup-{i}-{id(self)}", max_tokens))
+        logger.info("engine warm-up took {:.1f}s", time.perf_counter() - started)
 
     @abstractmethod
     async def _sample(self, request: RequestT, sampling) -> EngineOutput: ...
@@ -86,8 +90,8 @@ class Pipeline(ABC, Generic[RequestT]):
 
 
 class TacticPipeline(Pipeline[TacticRequest]):
-    def __init__(self, engine, sampling, prompts: PromptBuilder, require_tactic_shape: bool, warms_up: bool = True):
-        super().__init__(engine, sampling, warms_up)
+    def __init__(self, engine, sampling, prompts: PromptBuilder, require_tactic_shape: bool):
+        super().__init__(engine, sampling)
         self.prompts = prompts
         self.require_tactic_shape = require_tactic_shape
 
@@ -125,8 +129,7 @@ class ForcedPrefix(Continuation):
 class ChatAnswers(TacticPipeline):
     """Remote chat APIs answer whole turns: the prefix is asked for in the user turn."""
 
-    def __init__(self, engine, sampling, prompts, require_tactic_shape):
-        super().__init__(engine, sampling, prompts, require_tactic_shape, warms_up=False)
+    warms_up = False
 
     async def _sample(self, request: TacticRequest, sampling) -> EngineOutput:
         messages = self.prompts.build_messages(request.state, request.prefix)
@@ -141,9 +144,10 @@ class WholeProofs(Pipeline[ProofRequest]):
     """The preset's published prompt; `render_chat` None sends the turns as they are (remote chat APIs)."""
 
     def __init__(self, engine, sampling, preset: PresetName, render_chat: ChatRenderer | None):
-        super().__init__(engine, sampling, warms_up=render_chat is not None)
+        super().__init__(engine, sampling)
         self.preset = preset
         self.render_chat = render_chat
+        self.warms_up = render_chat is not None  # rendered here: a local model
 
     async def _sample(self, request: ProofRequest, sampling) -> EngineOutput:
         messages: ChatMessages = whole_proof_messages(self.preset, request.theorem, request.problem)
