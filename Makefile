@@ -78,6 +78,11 @@ check-gpu-install:
 	@test -x $(GPU_CHECK_VENV)/bin/python || $(PYTHON) -m venv $(GPU_CHECK_VENV)
 	$(GPU_CHECK_VENV)/bin/python -m pip install -q --upgrade pip
 	$(GPU_CHECK_VENV)/bin/python -m pip install -q ".[gpu]"
+	@# A local CPU wheel of the pinned torch release (a wheel folder pip is configured with) satisfies vLLM's pin
+	@# too, and then the CUDA builds of torchvision and vLLM's kernels fail to import: take torch's CUDA build.
+	@v=$$($(GPU_CHECK_VENV)/bin/python -c 'import importlib.metadata as m; print(m.version("torch"))'); \
+	case "$$v" in *+cpu) echo "replacing torch $$v by the CUDA build"; \
+	  $(GPU_CHECK_VENV)/bin/python -m pip install -q "torch==$${v%+cpu},!=$$v";; esac
 	$(GPU_CHECK_VENV)/bin/python -m pip list 2>/dev/null | grep -iE '^(vllm|torch|ray|transformers) '
 	$(GPU_CHECK_VENV)/bin/python -m models.gpu_install_check $(GPU_CHECK_CONFIGS)
 
@@ -88,11 +93,14 @@ docs: install
 # deploy/kuberay/rayservice.yaml: its serveConfigV2 is serve_config.yaml verbatim (validated first).
 kuberay: install
 	$(PY) deploy/render_rayservice.py
-# LeanServe against the bare engine, vLLM's OpenAI server and a seed-style server (bench/compare_stacks.py);
-# QUICK=1: fewer requests and short generations (about 10 minutes on 2 cores). Updates the table in docs/benchmarks.md.
-QUICK ?=
+# The serving layer's own cost (bench/overhead.py): the tests' tiny model on vLLM (bare AsyncLLM, LeanServe,
+# vllm serve), a no-op engine behind LeanServe / a trivial Ray Serve app / uvicorn, the tuning candidates, and
+# SmolLM2; REPEATS interleaved runs each. Updates the table in docs/benchmarks.md from the latest full run.
+# QUICK=1: half the requests. The one-shot comparison with the seed-style server: python -m bench.compare_stacks.
+SUITES ?= tiny,noop,tuning,smollm2
+REPEATS ?= 3
 bench: install models
-	$(PY) -m bench.compare_stacks $(if $(QUICK),--quick,)
+	$(PY) -m bench.overhead --suites $(SUITES) --repeats $(REPEATS) $(if $(QUICK),--quick,)
 
 clean:
 	rm -rf $(MODELS_DIR) .pytest_cache

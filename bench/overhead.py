@@ -153,7 +153,7 @@ def workload_for(suite: Suite, stack: Stack, config_path: str, quick: bool) -> W
     return Workload(config_path, bundle.name, n=bundle.sampling.n, max_tokens=bundle.sampling.max_tokens,
                     levels=suite.levels, requests=suite.requests, warmup_requests=suite.warmup_requests,
                     level_deadline_s=suite.level_deadline_s, request_timeout_s=60.0,
-                    extra={"stack_config": stack.config})
+                    extra={"stack": stack.name})
 
 
 # -- one run ---------------------------------------------------------------------------------------------------

