@@ -240,11 +240,12 @@ def level_of(result: dict, level: int) -> dict | None:
     return next((e["summary"] for e in result.get("levels", []) if e["concurrency"] == level), None)
 
 
-def summarize(runs: list[dict], suite_levels: tuple[int, ...], ratios: tuple[tuple[str, str], ...]) -> dict:
+def summarize(runs: list[dict], suite_levels: tuple[int, ...], ratios: tuple[tuple[str, str], ...],
+              requests: dict[int, int] | None = None) -> dict:
     """Medians with min-max over the repeats, failed requests per level, and ratios taken repeat by repeat.
 
-    `runs`: {"stack", "repeat", "result": {...} | {"error": ...}}. A run that failed counts as failed
-    requests, never as a missing point that would flatter the medians.
+    `runs`: {"stack", "repeat", "result": {...} | {"error": ...}}. A run that failed counts all its requests
+    (`requests` per level) as failed: it is never a missing point that would flatter the columns.
     """
     stacks: dict[str, dict] = {}
     by_key = {(r["stack"], r["repeat"]): r["result"] for r in runs}
@@ -258,7 +259,7 @@ def summarize(runs: list[dict], suite_levels: tuple[int, ...], ratios: tuple[tup
                 "requests_per_s": spread([s["requests_per_s"] if s else None for s in summaries]),
                 "latency_p50_s": spread([s["latency_p50_s"] if s else None for s in summaries]),
                 "latency_p99_s": spread([s["latency_p99_s"] if s else None for s in summaries]),
-                "failed": sum((s["requests"] - s["ok"]) if s else 0 for s in summaries),
+                "failed": sum((s["requests"] - s["ok"]) if s else (requests or {}).get(level, 0) for s in summaries),
                 "errors_by_status": [s["errors_by_status"] if s else None for s in summaries],
                 "requests": sum(s["requests"] if s else 0 for s in summaries),
             }
@@ -438,7 +439,7 @@ def run_suite(suite: Suite, repeats: int, quick: bool, logs: Path) -> dict:
             print(f"  [{repeat}] {stack.name}: {', '.join(rates) or result.get('error', '')[:300]} "
                   f"({time.perf_counter() - t0:.0f} s, load {load.record['load_before'][0]}->{load.record['load_after'][0]}, "
                   f"others {load.record['other_cpu_share']})", flush=True)
-    figures = summarize(runs, suite.levels, suite.ratios)
+    figures = summarize(runs, suite.levels, suite.ratios, suite.requests)
     result = {
         "suite": suite.name,
         "date": datetime.now(UTC).isoformat(timespec="seconds"),

@@ -81,9 +81,10 @@ def test_figures_are_medians_with_spread_and_ratios_within_each_repeat():
 def test_a_failed_run_counts_and_never_flatters_the_medians():
     runs = interleaved_runs()
     runs[4] = {"stack": "lean", "repeat": 2, "result": {"error": "RuntimeError: never healthy"}, "machine": {}}
-    figures = summarize(runs, (1, 16), (("lean", "serve"),))
+    figures = summarize(runs, (1, 16), (("lean", "serve"),), requests={1: 10, 16: 10})
     lean = figures["stacks"]["lean"]
     assert lean["failed_runs"] == 1 and lean["errors"] == ["RuntimeError: never healthy"]
+    assert lean["levels"]["1"]["failed"] == 10 and lean["levels"]["16"]["failed"] == 3 + 10
     assert lean["levels"]["1"]["requests_per_s"]["n"] == 2
     assert figures["ratios"]["lean / serve"]["throughput"]["1"]["n"] == 2
 
