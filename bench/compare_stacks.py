@@ -153,7 +153,9 @@ def run_bare(workload: Workload, log: Path, extra_env: dict[str, str] | None = N
 
 
 def run_server(command: list[str], health_url: str, workload: Workload, log: Path, make_send, stop_signal: int,
-               extra_env: dict[str, str] | None = None) -> dict:
+               extra_env: dict[str, str] | None = None, measure=None) -> dict:
+    """Start a server, run the workload's levels against it (or `measure()`, whose dict becomes the result's
+    "measured"), stop it."""
     started = time.perf_counter()
     process = subprocess.Popen(command, cwd=REPO_ROOT, env=stack_env(workload, extra_env), stdout=log.open("w"),
                                stderr=subprocess.STDOUT, start_new_session=True)
@@ -166,12 +168,12 @@ def run_server(command: list[str], health_url: str, workload: Workload, log: Pat
                 async with make_send() as send:
                     return await run_levels(send, workload)
 
-            levels = asyncio.run(go())
+            measured = {"measured": measure()} if measure is not None else {"levels": asyncio.run(go())}
     except (RuntimeError, TimeoutError) as exc:
         raise RuntimeError(f"{exc}\n{log.read_text(errors='replace')[-3000:]}") from exc
     finally:
         stop_process(process, stop_signal)
-    return {"ready_s": ready_s, "levels": levels, "peak_memory_gib": memory.peak_gib}
+    return {"ready_s": ready_s, **measured, "peak_memory_gib": memory.peak_gib}
 
 
 class LeanCopilotSender:
