@@ -8,7 +8,16 @@ from datetime import UTC, datetime
 
 import pytest
 
-from bench.overhead import TABLE_END, TABLE_START, docs_section, goals, suite_markdown, summarize, update_docs
+from bench.overhead import (
+    TABLE_END,
+    TABLE_START,
+    docs_section,
+    goals,
+    make_suite,
+    suite_markdown,
+    summarize,
+    update_docs,
+)
 from bench.results_io import format_spread, latest_full_run, new_results_path, spread, write_new
 
 NOW = datetime(2026, 12, 1, 22, 30, 5, tzinfo=UTC)
@@ -135,3 +144,21 @@ def test_the_docs_page_holds_the_overhead_table():
 
     text = DOCS_PAGE.read_text(encoding="utf-8")
     assert text.count(TABLE_START) == 1 and text.count(TABLE_END) == 1, "make bench would not update docs/benchmarks.md"
+
+
+def test_each_tuning_candidate_changes_one_thing_against_the_default():
+    from bench.configs import write_config
+    from bench.workload import load_bundle
+    from core.config import load_serve_config
+
+    suite = make_suite("tuning", quick=False)
+    base = next(s for s in suite.stacks if s.name == "noop-leanserve")
+    assert ("noop-leanserve@throughput-optimized", "noop-leanserve") in suite.ratios
+    for stack in suite.stacks:
+        args = load_serve_config(write_config(stack.config, "test")).applications[0].args  # validates
+        changed = {k for k, v in args.ingress.model_dump().items()
+                   if v != load_serve_config(write_config(base.config, "test")).applications[0].args.ingress.model_dump()[k]}
+        assert len(changed) + len(stack.env) + bool(stack.variant) <= 1, stack.name
+        if stack.kind == "noop-leanserve" and stack is not base:
+            assert len(changed) + len(stack.env) == 1, f"{stack.name} changes nothing"
+    assert load_bundle(write_config(base.config, "test")).model == "bench/noop"
