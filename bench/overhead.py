@@ -34,8 +34,8 @@ from pathlib import Path
 
 import psutil
 
-from bench import configs
-from bench.compare_stacks import DOCS_PAGE, LeanCopilotSender, free_port, run_server, run_stack
+from bench import configs, vllm_bench
+from bench.compare_stacks import DOCS_PAGE, LeanCopilotSender, free_port, run_server, run_stack, stack_env
 from bench.results_io import (
     RESULTS_DIR,
     append_line,
@@ -61,6 +61,7 @@ class Stack:
     env: dict = field(default_factory=dict)  # a tuning candidate's switch
     variant: str = ""  # bench/noop_stacks.py --variant
     note: str = ""
+    tool: str = "loadgen"  # loadgen (leanserve_client's closed loop) | vllm-bench (`vllm bench serve`, /v1/completions)
 
 
 @dataclass(frozen=True)
@@ -133,6 +134,14 @@ def make_suite(name: str, quick: bool) -> Suite:
                   Stack("tiny-leanserve@omp2", "leanserve", configs.with_changes(base, bundle_env={"OMP_NUM_THREADS": "2"}),
                         note="the engine replica computes with 2 OpenMP threads instead of 1"))
         return Suite(name, stacks, LEVELS, requests({1: 24, 16: 96, 64: 192}), (("tiny-leanserve@omp2", "tiny-leanserve"),))
+    if name == "vllm-bench":
+        # vLLM's own load generator on /v1/completions (streamed, n=1, 12 tokens, EOS ignored) against LeanServe's
+        # OpenAI front door and `vllm serve`, same engine settings.
+        config = configs.with_changes(configs.tiny_config(), bundle_env={"OMP_NUM_THREADS": "1"})
+        stacks = (Stack("tiny-leanserve-v1", "leanserve", config, tool="vllm-bench"),
+                  Stack("tiny-vllm-serve-v1", "vllm-openai", config, tool="vllm-bench"))
+        return Suite(name, stacks, LEVELS, requests({1: 24, 16: 96, 64: 192}),
+                     (("tiny-leanserve-v1", "tiny-vllm-serve-v1"),))
     if name == "smollm2":
         config = configs.yaml_config(configs.REPO_ROOT / "configs" / "local.yaml")
         per_level = {1: 4, 16: 32, 64: 64} if quick else {1: 8, 16: 48, 64: 128}
@@ -141,8 +150,8 @@ def make_suite(name: str, quick: bool) -> Suite:
     raise ValueError(f"unknown suite {name!r}; choose from {', '.join(SUITES)}")
 
 
-SUITES = ("tiny", "noop", "tuning", "threads", "smollm2")
-DEFAULT_SUITES = ("tiny", "noop", "tuning", "smollm2")
+SUITES = ("tiny", "noop", "tuning", "threads", "vllm-bench", "smollm2")
+DEFAULT_SUITES = ("tiny", "noop", "tuning", "vllm-bench", "smollm2")
 
 
 def workload_for(suite: Suite, stack: Stack, config_path: str, quick: bool) -> Workload:
@@ -230,14 +239,32 @@ def run_noop(stack: Stack, workload: Workload, log: Path) -> dict:
 def run_one(stack: Stack, workload: Workload, log: Path) -> dict:
     if stack.kind.startswith("noop-"):
         return run_noop(stack, workload, log)
+    if stack.tool == "vllm-bench":
+        return run_vllm_bench(stack, workload, log)
     return run_stack(stack.kind, workload, log, stack.env)
+
+
+def run_vllm_bench(stack: Stack, workload: Workload, log: Path) -> dict:
+    bundle = workload.bundle()
+    # vllm serve answers to the model's path, LeanServe to the bundle's name.
+    model = bundle.model if stack.kind == "vllm-openai" else bundle.name
+    env = stack_env(workload, stack.env)
+
+    def measure(url: str) -> list[dict]:
+        return vllm_bench.run_levels(url, model, bundle.tokenizer or bundle.model, workload.requests,
+                                     input_len=32, output_len=bundle.sampling.max_tokens, env=env,
+                                     log=log.with_suffix(".bench.log"))
+
+    result = run_stack(stack.kind, workload, log, stack.env, measure=measure)
+    result["levels"] = [vllm_bench.as_level(entry) for entry in result.pop("measured")]
+    return result
 
 
 # -- figures (pure) ----------------------------------------------------------------------------------------------
 
 
 def level_of(result: dict, level: int) -> dict | None:
-    return next((e["summary"] for e in result.get("levels", []) if e["concurrency"] == level), None)
+    return next((e.get("summary") for e in result.get("levels", []) if e["concurrency"] == level), None)
 
 
 def summarize(runs: list[dict], suite_levels: tuple[int, ...], ratios: tuple[tuple[str, str], ...],
@@ -435,7 +462,7 @@ def run_suite(suite: Suite, repeats: int, quick: bool, logs: Path) -> dict:
             append_line(runs_file, run)
             rates = [f"c={e['concurrency']}: {e['summary']['requests_per_s']:.1f}/s p50 "
                      f"{e['summary']['latency_p50_s'] * 1000:.0f} ms fail {e['summary']['requests'] - e['summary']['ok']}"
-                     for e in result.get("levels", [])]
+                     for e in result.get("levels", []) if "summary" in e]
             print(f"  [{repeat}] {stack.name}: {', '.join(rates) or result.get('error', '')[:300]} "
                   f"({time.perf_counter() - t0:.0f} s, load {load.record['load_before'][0]}->{load.record['load_after'][0]}, "
                   f"others {load.record['other_cpu_share']})", flush=True)

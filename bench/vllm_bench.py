@@ -9,6 +9,7 @@ unchanged CLI in a child process (bench/ never imports vLLM itself).
 from __future__ import annotations
 
 import json
+import math
 import subprocess
 import sys
 import tempfile
@@ -65,3 +66,17 @@ def run_levels(base_url: str, model: str, tokenizer: str, levels: dict[int, int]
             data = json.loads(path.read_text())
             out.append({"concurrency": concurrency, **{k: data.get(k) for k in KEPT if k in data}})
     return out
+
+
+def as_level(entry: dict) -> dict:
+    """One level of `vllm bench serve` in the shape of leanserve_client's level summaries (bench/overhead.py)."""
+    if "error" in entry:
+        return {"concurrency": entry["concurrency"], "error": entry["error"]}
+    completed, failed = entry.get("completed") or 0, entry.get("failed") or 0
+    p50 = entry.get("p50_e2el_ms", entry.get("median_e2el_ms"))
+    p99 = entry.get("p99_e2el_ms")
+    return {"concurrency": entry["concurrency"], "vllm_bench": entry, "summary": {
+        "requests": completed + failed, "ok": completed, "requests_per_s": entry.get("request_throughput") or 0.0,
+        "latency_p50_s": p50 / 1000 if p50 is not None else math.nan,
+        "latency_p99_s": p99 / 1000 if p99 is not None else math.nan,
+        "errors_by_status": {"failed": failed} if failed else {}}}
