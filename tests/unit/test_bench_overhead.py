@@ -162,3 +162,21 @@ def test_each_tuning_candidate_changes_one_thing_against_the_default():
         if stack.kind == "noop-leanserve" and stack is not base:
             assert len(changed) + len(stack.env) == 1, f"{stack.name} changes nothing"
     assert load_bundle(write_config(base.config, "test")).model == "bench/noop"
+
+
+def test_vllm_bench_levels_read_like_the_load_generators():
+    from bench.vllm_bench import SHIM, as_level, bench_command
+
+    entry = {"concurrency": 16, "completed": 90, "failed": 6, "request_throughput": 12.5, "p50_e2el_ms": 40.0,
+             "p99_e2el_ms": 90.0}
+    level = as_level(entry)
+    assert level["summary"] == {"requests": 96, "ok": 90, "requests_per_s": 12.5, "latency_p50_s": 0.04,
+                                "latency_p99_s": 0.09, "errors_by_status": {"failed": 6}}
+    assert as_level({"concurrency": 1, "error": "vllm bench serve exited 1"}) == {"concurrency": 1,
+                                                                                  "error": "vllm bench serve exited 1"}
+    figures = summarize([{"stack": "a", "repeat": 0, "result": {"levels": [level, as_level({"concurrency": 1, "error": "x"})]}}],
+                        (1, 16), (), requests={1: 24, 16: 96})
+    assert figures["stacks"]["a"]["levels"]["16"]["failed"] == 6 and figures["stacks"]["a"]["levels"]["1"]["failed"] == 24
+    command = bench_command("http://h:1", "tiny", "/tok", 16, 96, 32, 12, "/out", "c16.json")
+    assert command[1:3] == ["-c", SHIM] and command[3:5] == ["bench", "serve"]
+    assert command[command.index("--endpoint") + 1] == "/v1/completions" and "--ignore-eos" in command
