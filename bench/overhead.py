@@ -83,6 +83,8 @@ NOOP_CANDIDATES = (
      "Serve's throughput mode: direct ingress, gRPC between deployments, user code on the replica's loop"),
     ("grpc-handles", {"RAY_SERVE_USE_GRPC_BY_DEFAULT": "1"}, {},
      "handle option: calls by value over gRPC (_by_reference=False) instead of Ray actor calls"),
+    ("no-uvloop", {"RAY_USE_UVLOOP": "0"}, {},
+     "Ray's replicas and proxy on asyncio's own event loop (uvloop is Ray's default where installed)"),
     ("no-coalesce", {}, {"coalesce_identical_requests": False}, "no single-flight table in the ingress"),
     ("2-ingress", {}, {"num_replicas": 2}, "two ingress replicas on the 2 cores"),
     ("ingress-max-ongoing-16", {}, {"max_ongoing_requests": 16}, "ingress max_ongoing_requests 16 (default 256)"),
