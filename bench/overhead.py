@@ -508,8 +508,8 @@ def main(argv: list[str] | None = None) -> int:
         out = write_new(f"overhead-{name}", result)
         print(suite_markdown(result))
         print(f"wrote {out} (logs: {logs})", flush=True)
-    if not options.no_docs:
-        update_docs(docs_section())
+        if not options.no_docs:  # after every suite: an interrupted run still updates the suites it finished
+            update_docs(docs_section())
     return 0
 
 
