@@ -8,18 +8,20 @@ Engines are injected, built by models/engine_factory.py by default.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections.abc import Callable
 
 from loguru import logger
 from ray import serve
+from ray.serve.exceptions import RayServeException
 
 from core.config import BundleConfig, EncoderConfig
 from core.engine_protocol import GenerationEngine, TextEncoder, engine_not_ready_reason
 from core.errors import ServiceUnavailableError
 from core.log_setup import configure_logging
-from core.payloads import BundleAnswer, ProofRequest, TacticRequest
-from deployments.metrics import record_engine_load, record_tokens
+from core.payloads import BundleAnswer, EngineLoad, ProofRequest, TacticRequest
+from deployments.metrics import record_engine_load, record_prefix_cache, record_tokens
 from logic.pipelines import Pipeline, build_pipeline
 from models.chat_template import load_chat_renderer
 from models.engine_factory import make_engine
@@ -37,6 +39,13 @@ def _default_encoder_factory(config: EncoderConfig) -> TextEncoder:
     return TransformersEncoder(config)
 
 
+def _replica_id() -> str:
+    try:
+        return serve.get_replica_context().replica_id.unique_id
+    except RayServeException:  # built outside a Serve replica (the service's unit tests)
+        return "local"
+
+
 class BundleServer:
     # async: Serve awaits it, and the engine's start and warm-up requests need the replica's event loop
     # (AsyncLLM binds its output handler to the loop of its first request).
@@ -52,6 +61,8 @@ class BundleServer:
         self.engine: GenerationEngine | None = None
         self.pipeline: Pipeline | None = None
         self.engine_requests = 0  # engine calls since start (shows coalescing at work in /health's report)
+        # Serve's id of this replica: each answer carries it, so routing is visible (X-LeanServe-Replica).
+        self.replica_id = _replica_id()
         if config.model is not None:
             self.engine = (engine_factory or make_engine)(config)
             await self.engine.start()
@@ -66,10 +77,17 @@ class BundleServer:
         logger.info("bundle {} ready in {:.1f}s (routes: {})", config.name, time.perf_counter() - started, config.routes)
 
     async def _report_engine_load(self) -> None:
+        reported = EngineLoad()
         while True:
             try:
                 load = self.engine.load()
                 record_engine_load(self.config.name, load.running, load.waiting)
+                record_prefix_cache(
+                    self.config.name,
+                    load.prefix_cache_queries - reported.prefix_cache_queries,
+                    load.prefix_cache_hits - reported.prefix_cache_hits,
+                )
+                reported = load
             except Exception:  # metrics must never take the replica down
                 logger.opt(exception=True).warning("could not record the engine load")
             await asyncio.sleep(ENGINE_LOAD_PERIOD_S)
@@ -82,11 +100,11 @@ class BundleServer:
         answer = await self.pipeline.answer(request)
         record_tokens(self.config.name, answer.generated_tokens)
         logger.bind(request_id=request.request_id).info(
-            "answered sampled={} returned={} prompt_tokens={} tokens={} in {:.3f}s",
-            answer.sampled, len(answer.candidates), answer.prompt_tokens, answer.generated_tokens,
-            time.perf_counter() - started,
+            "answered sampled={} returned={} prompt_tokens={} cached_tokens={} tokens={} priority={} in {:.3f}s",
+            answer.sampled, len(answer.candidates), answer.prompt_tokens, answer.cached_prompt_tokens,
+            answer.generated_tokens, request.priority, time.perf_counter() - started,
         )
-        return answer
+        return dataclasses.replace(answer, replica=self.replica_id)
 
     async def encode(self, request_id: str, text: str) -> list[float]:
         started = time.perf_counter()

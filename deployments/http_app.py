@@ -28,9 +28,17 @@ from deployments.metrics import record_request
 from deployments.ray_errors import as_leanserve_error
 from deployments.service import TacticService
 from logic.auth import ApiKeyGate
+from logic.priority import PRIORITY_HEADER, resolve_class
+from logic.routing_key import MAX_SESSION_ID_CHARS
 
 REQUEST_ID_HEADER = "X-Request-Id"
-METERED_ROUTES = {"/generate": "generate", "/prove": "prove", "/encode": "encode"}
+SESSION_HEADER = "X-Session-Id"
+# What the answer tells about its engine call: which replica (routing is visible), and the prompt's tokens
+# and those the prefix cache already held (the benchmark's hit rate).
+REPLICA_HEADER = "X-LeanServe-Replica"
+PROMPT_TOKENS_HEADER = "X-LeanServe-Prompt-Tokens"
+CACHED_TOKENS_HEADER = "X-LeanServe-Cached-Tokens"
+METERED_ROUTES = {"/generate": "generate", "/generate_batch": "generate_batch", "/prove": "prove", "/encode": "encode"}
 _ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     status: {"model": ErrorResponse} for status in (400, 401, 404, 413, 422, 503, 504)
 }
@@ -68,12 +76,17 @@ def _add_middlewares(app: FastAPI, service: TacticService, gate: ApiKeyGate | No
     # Added innermost first.
     @app.middleware("http")
     async def auth(request: Request, call_next):
+        granted = None
         if gate is not None:
             client_host = request.client.host if request.client else None
             try:
-                gate.check(app_path(request), client_host, request.headers.get("authorization"))
+                granted = gate.check(app_path(request), client_host, request.headers.get("authorization"))
             except UnauthorizedError as denied:
                 return _log_and_respond(request, denied)
+        try:
+            request.state.context.priority_class = resolve_class(granted, request.headers.get(PRIORITY_HEADER))
+        except InvalidRequestError as bad_header:
+            return _log_and_respond(request, bad_header)
         return await call_next(request)
 
     @app.middleware("http")
@@ -96,8 +109,18 @@ def _add_middlewares(app: FastAPI, service: TacticService, gate: ApiKeyGate | No
     @app.middleware("http")
     async def request_context(request: Request, call_next):
         # Outside Serve (unit tests) there is no X-Request-Id from the proxy: make one.
-        request.state.context = service.new_context(request.headers.get(REQUEST_ID_HEADER) or uuid.uuid4().hex)
-        return await call_next(request)
+        context = service.new_context(request.headers.get(REQUEST_ID_HEADER) or uuid.uuid4().hex)
+        context.session_id = (request.headers.get(SESSION_HEADER) or "")[:MAX_SESSION_ID_CHARS] or None
+        request.state.context = context
+        response = await call_next(request)
+        for header, value in (
+            (REPLICA_HEADER, context.replica),
+            (PROMPT_TOKENS_HEADER, context.prompt_tokens),
+            (CACHED_TOKENS_HEADER, context.cached_prompt_tokens),
+        ):
+            if value is not None:
+                response.headers[header] = str(value)
+        return response
 
 
 def _add_error_handlers(app: FastAPI) -> None:

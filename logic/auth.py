@@ -16,32 +16,50 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from core.config import ConfigError, SecuritySettings
-from core.errors import UnauthorizedError
+from core.errors import InvalidRequestError, UnauthorizedError
+from core.request_context import PriorityClass
+from logic.priority import DEFAULT_CLASS, parse_class
 
 # Load balancers and LeanServe's own launcher poll this: it says nothing but which models answer.
 OPEN_PATHS = frozenset({"/health"})
 
 
 def parse_keys(text: str) -> list[str]:
-    """Keys one per line or comma-separated; blank entries and `#` comment lines are skipped."""
-    keys = []
+    """Keys one per line or comma-separated; blank entries and `#` comment lines are skipped. An entry may
+    name its key's priority class after it (`<key> batch`); see `parse_key_classes`."""
+    return list(parse_key_classes(text))
+
+
+def parse_key_classes(text: str) -> dict[str, PriorityClass]:
+    """Each key with its priority class: `<key>` is interactive, `<key> batch` a search client's."""
+    keys: dict[str, PriorityClass] = {}
     for line in text.splitlines():
         if line.strip().startswith("#"):
             continue
-        keys += [part.strip() for part in line.split(",") if part.strip()]
+        for entry in line.split(","):
+            words = entry.split()
+            if not words:
+                continue
+            if len(words) > 2:
+                raise ConfigError("an API key entry is `<key>` or `<key> <class>`; one has more words")
+            try:
+                keys[words[0]] = parse_class(words[1], "an API key's class") if len(words) == 2 else DEFAULT_CLASS
+            except InvalidRequestError as exc:
+                raise ConfigError(exc.detail) from None
     return keys
 
 
-def load_api_keys(settings: SecuritySettings, environ: Mapping[str, str] = os.environ) -> list[str]:
-    """The configured keys; a named source that is missing or empty is an error, never an open door."""
-    keys: list[str] = []
+def load_api_keys(settings: SecuritySettings, environ: Mapping[str, str] = os.environ) -> dict[str, PriorityClass]:
+    """The configured keys and their classes; a named source that is missing or empty is an error, never an
+    open door."""
+    keys: dict[str, PriorityClass] = {}
     if settings.api_keys_env is not None:
         if not environ.get(settings.api_keys_env, "").strip():
             raise ConfigError(f"security.api_keys_env: environment variable {settings.api_keys_env} is unset or empty")
-        keys += parse_keys(environ[settings.api_keys_env])
+        keys.update(parse_key_classes(environ[settings.api_keys_env]))
     if settings.api_keys_file is not None:
         try:
-            keys += parse_keys(Path(settings.api_keys_file).read_text(encoding="utf-8"))
+            keys.update(parse_key_classes(Path(settings.api_keys_file).read_text(encoding="utf-8")))
         except OSError as exc:
             raise ConfigError(f"security.api_keys_file: cannot read {settings.api_keys_file}: {exc}") from None
     if not keys:
@@ -59,8 +77,9 @@ def bearer_token(authorization: str | None) -> str | None:
 
 
 class ApiKeyGate:
-    def __init__(self, keys: Iterable[str], allow_networks: Iterable[str]):
-        self._keys = [key.encode("utf-8") for key in keys]
+    def __init__(self, keys: Iterable[str] | Mapping[str, PriorityClass], allow_networks: Iterable[str]):
+        classes = keys if isinstance(keys, Mapping) else dict.fromkeys(keys, DEFAULT_CLASS)
+        self._keys = [(key.encode("utf-8"), cls) for key, cls in classes.items()]
         if not self._keys:
             raise ValueError("an ApiKeyGate needs at least one key")
         self._networks = [ipaddress.ip_network(n, strict=False) for n in allow_networks]
@@ -83,23 +102,31 @@ class ApiKeyGate:
             address = address.ipv4_mapped
         return any(address in network for network in self._networks)
 
-    def key_valid(self, token: str | None) -> bool:
+    def key_class(self, token: str | None) -> PriorityClass | None:
+        """The class of the key `token`, or None when it is no configured key."""
         if token is None:
-            return False
+            return None
         candidate = token.encode("utf-8")
         # Compare with every key, without stopping at a match: the time taken says nothing about which key
         # (or how much of one) matched.
-        matched = False
-        for key in self._keys:
-            matched |= hmac.compare_digest(candidate, key)
-        return matched
+        found: PriorityClass | None = None
+        for key, cls in self._keys:
+            if hmac.compare_digest(candidate, key):
+                found = cls
+        return found
 
-    def check(self, path: str, client_host: str | None, authorization: str | None) -> None:
-        """Raise UnauthorizedError unless the request may pass."""
-        if path in OPEN_PATHS or self.client_allowed(client_host):
-            return
+    def key_valid(self, token: str | None) -> bool:
+        return self.key_class(token) is not None
+
+    def check(self, path: str, client_host: str | None, authorization: str | None) -> PriorityClass | None:
+        """Raise UnauthorizedError unless the request may pass; else the class its key grants (None: no key,
+        or an allowed network's client without one)."""
         token = bearer_token(authorization)
+        if path in OPEN_PATHS or self.client_allowed(client_host):
+            return self.key_class(token)
         if token is None:
             raise UnauthorizedError("An API key is required: send `Authorization: Bearer <key>`.")
-        if not self.key_valid(token):
+        granted = self.key_class(token)
+        if granted is None:
             raise UnauthorizedError("The API key is not valid.")
+        return granted

@@ -40,7 +40,13 @@ from core.config.bundle import (
     TransformersEngineConfig,
     WholeProofConfig,
 )
-from core.config.deployment import AutoscalingSettings, DeploymentSettings
+from core.config.deployment import (
+    AdmissionSettings,
+    AffinitySettings,
+    AutoscalingSettings,
+    BundleDeploymentSettings,
+    DeploymentSettings,
+)
 from core.config.remote import REMOTE_ENGINES, CrossCallDedupConfig, RemoteApi, RemoteEngineConfig
 from core.config.scorer import (
     DEVICE_ENV,
@@ -69,6 +75,9 @@ __all__ = [
     "ConfigError",
     "CrossCallDedupConfig",
     "DeploymentSettings",
+    "AdmissionSettings",
+    "AffinitySettings",
+    "BundleDeploymentSettings",
     "EncoderConfig",
     "EngineConfig",
     "FewShotExample",

@@ -53,6 +53,7 @@ class RequestLimits(StrictModel):
     max_prefix_chars: int = Field(default=4_096, ge=0, description="Longest `prefix` (413 beyond).")
     max_n: int = Field(default=32, ge=1, description="Largest `n` a request may ask for (422 beyond).")
     max_tokens: int = Field(default=1_024, ge=1, description="Largest `max_tokens` a request may ask for (422 beyond).")
+    max_batch_items: int = Field(default=64, ge=1, description="Most items in one /generate_batch (413 beyond).")
 
 
 class SecuritySettings(StrictModel):

@@ -5,14 +5,18 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 
-from core.errors import ServiceUnavailableError
+from core.errors import LeanServeError, ServiceUnavailableError
 from core.request_context import RequestContext
 from deployments.leancopilot.protocol import (
+    BatchResult,
     Candidate,
     EncodeRequest,
     EncodeResponse,
+    GenerateBatchRequest,
+    GenerateBatchResponse,
     GenerateRequest,
     GenerateResponse,
+    ItemError,
     ModelInfo,
     ModelsResponse,
     ProofCandidate,
@@ -39,6 +43,29 @@ async def generate(
     query = TacticQuery(body.name, body.input, body.prefix or "", body.use_reward, body.n, body.max_tokens)
     ranked = await service.suggest_tactics(query, ctx)
     return GenerateResponse(outputs=[Candidate.model_validate(c, from_attributes=True) for c in ranked])
+
+
+@router.post("/generate_batch", response_model=GenerateBatchResponse)
+async def generate_batch(
+    body: GenerateBatchRequest, service: TacticService = Depends(get_service), ctx: RequestContext = Depends(get_context)
+) -> JSONResponse:
+    """One /generate answer per item, in order; an item's own error (413, 422, 503, 504...) stays in its slot.
+    Each result holds `outputs` or `error`, never both (so the other key is left out, not null)."""
+    queries = [
+        TacticQuery(body.name, item.input, item.prefix or "", body.use_reward, body.n, body.max_tokens, body.session_id)
+        for item in body.items
+    ]
+    results = await service.suggest_tactics_batch(queries, ctx)
+    return JSONResponse(
+        {
+            "results": [
+                BatchResult(error=ItemError(status=r.status_code, detail=r.detail)).model_dump(exclude_none=True)
+                if isinstance(r, LeanServeError)
+                else {"outputs": [Candidate.model_validate(c, from_attributes=True).model_dump() for c in r]}
+                for r in results
+            ]
+        }
+    )
 
 
 @router.post("/prove", response_model=ProveResponse)

@@ -28,7 +28,7 @@ def test_keys_come_from_the_named_env_var_or_file(tmp_path):
     key_file = tmp_path / "keys"
     key_file.write_text("# team keys\nfile-key-1\n\nfile-key-2\n")
     settings = SecuritySettings(api_keys_env="LEANSERVE_API_KEYS", api_keys_file=str(key_file))
-    assert load_api_keys(settings, {"LEANSERVE_API_KEYS": "env-a, env-b"}) == ["env-a", "env-b", "file-key-1", "file-key-2"]
+    assert list(load_api_keys(settings, {"LEANSERVE_API_KEYS": "env-a, env-b"})) == ["env-a", "env-b", "file-key-1", "file-key-2"]
     assert parse_keys("a,b\nc") == ["a", "b", "c"]
 
 
