@@ -135,6 +135,11 @@ class BundleServer:
             "engine_requests": self.engine_requests,
         }
 
+    async def replica_report(self, routed_like: TacticRequest | None = None) -> dict[str, object]:
+        """This replica's id and unfinished engine requests. The prefix_affinity router sends the call where it
+        would send `routed_like` (its routing key), so a caller can look at the replica a key lives on."""
+        return {"replica": self.replica_id, "unfinished_requests": await self.num_unfinished_requests()}
+
     async def num_unfinished_requests(self) -> int:
         return await self.engine.num_unfinished_requests() if self.engine is not None else 0
 

@@ -37,7 +37,13 @@ from logic.priority import PriorityClass, engine_priority
 from logic.progress_ranking import ProgressCandidate, rank_by_progress
 from logic.registry import ModelRegistry
 from logic.routing_key import routing_key
-from logic.validation import check_batch_size, check_encode_request, check_proof_request, check_tactic_request
+from logic.validation import (
+    check_batch_size,
+    check_encode_request,
+    check_proof_request,
+    check_sampling_limits,
+    check_tactic_request,
+)
 
 # A DeploymentHandle, or in unit tests anything with `handle.method.remote(...)` returning an awaitable
 # that has `.cancel()`.
@@ -155,9 +161,10 @@ class TacticService:
             routing_key=routing_key(query.state, query.session_id or ctx.session_id),
         )
         sequences = query.n or bundle.sampling.n
+        work = sequences * (query.max_tokens or bundle.sampling.max_tokens)
 
         def bundle_call():
-            return self._admitted_call(bundle.name, priority_class, sequences, request, ctx)
+            return self._admitted_call(bundle.name, priority_class, sequences, work, request, ctx)
 
         # Not with cross-call dedup: the second of two identical requests must get other tactics than the first.
         if self.args.ingress.coalesce_identical_requests and not bundle.dedup.enabled:
@@ -188,6 +195,8 @@ class TacticService:
         under the request's one deadline, each its own engine request (its n samples together); cancelling
         this call (the client left) cancels them all, and with them their engine requests."""
         check_batch_size(len(queries), self.args.limits)
+        if queries:  # n and max_tokens are the batch's: a bad one fails it whole, not every item alike
+            check_sampling_limits(queries[0].n, queries[0].max_tokens, self.args.limits)
         started = time.perf_counter()
         # Each item its own context (the answer's replica and tokens), all under the request's one deadline.
         contexts = [dataclasses.replace(ctx, priority_class=BATCH_ROUTE_CLASS) for _ in queries]
@@ -209,11 +218,11 @@ class TacticService:
         return results
 
     async def _admitted_call(
-        self, bundle: str, priority_class: PriorityClass, sequences: int, request, ctx: RequestContext
+        self, bundle: str, priority_class: PriorityClass, sequences: int, work: int, request, ctx: RequestContext
     ) -> BundleAnswer:
         """The bundle call, once admission lets its sequences in (else OverloadedError, a 503 at once)."""
         gate = self.admission[bundle]
-        ticket = gate.admit(priority_class, sequences, ctx.deadline.remaining())
+        ticket = gate.admit(priority_class, sequences, work, ctx.deadline.remaining())
         completed = False
         try:
             answer = await await_handle_call(self.bundles[bundle].answer.remote(request), ctx.deadline.remaining())
@@ -267,7 +276,8 @@ class TacticService:
             priority=engine_priority(ctx.priority_class), routing_key=routing_key(query.theorem, ctx.session_id),
         )
         sequences = query.n or bundle.sampling.n
-        answer = await self._admitted_call(bundle.name, ctx.priority_class, sequences, request, ctx)
+        work = sequences * (query.max_tokens or bundle.sampling.max_tokens)
+        answer = await self._admitted_call(bundle.name, ctx.priority_class, sequences, work, request, ctx)
         ctx.replica = answer.replica
         request_logger(ctx.request_id).info(
             "prove model={} theorem_chars={} sampled={} returned={} in {:.3f}s",

@@ -1,15 +1,17 @@
-"""Admission of one bundle's work, in sequences (requests x n), per priority class, sized from the deadline.
+"""Admission of one bundle's work, per priority class, sized from the deadline.
 
-The engine batches sequences, not requests: a request with n=8 is eight sequences of work. The gate admits a
-request when the sequences ahead of it (its own class and the classes the engine serves first) plus its own
-can finish within what is left of its deadline at the bundle's measured service rate; otherwise it answers 503
-at once, with a Retry-After drawn from the same estimate. So work that can finish waits, and work that cannot
-is turned away before it spends engine time.
+The engine batches sequences, not requests: a request with n=8 is eight sequences. The hard bound counts
+sequences (requests x n) per class. The deadline estimate weighs each sequence by the tokens it may decode
+(n x max_tokens, the request's work), since a 1,024-token sequence holds its batch slot 100 times longer than
+a 10-token one. A request is admitted when the work ahead of it (its own class and the classes the engine
+serves first) plus its own can finish within what is left of its deadline at the bundle's measured service
+rate; otherwise it gets 503 at once, with a Retry-After drawn from the same estimate. So work that can finish
+waits, and work that cannot is turned away before it spends engine time.
 
-The service rate is an exponential moving average of sequences completed per second, measured only while the
-work in flight fills at least one engine batch (`saturation`): below that, throughput says how busy clients
-are, not what the engine can do. Until a first saturated sample, only the hard bound applies. The hard bound
-(per class) holds whatever the estimate says. Pure: a clock is injected, no Ray, no asyncio.
+The service rate is an exponential moving average of work completed per second, measured only while the
+sequences in flight fill the engine batches (`saturation`): below that, throughput says how busy clients are,
+not what the engine can do. Until a first saturated sample only the hard bound applies, and work that fits
+in the batches is never refused. Pure: a clock is injected, no Ray, no asyncio.
 """
 
 from __future__ import annotations
@@ -42,16 +44,17 @@ class Ticket:
     """What an admitted request holds until its engine call ends."""
 
     priority_class: PriorityClass
-    sequences: int
+    sequences: int  # n
+    work: int  # n x max_tokens: the tokens its sequences may decode
 
 
 @dataclass
 class ServiceRate:
-    """Sequences per second the bundle completes while saturated, as a moving average."""
+    """Work (sequence-tokens) per second the bundle completes while saturated, as a moving average."""
 
     window_s: float
     smoothing: float
-    sequences_per_s: float | None = None
+    work_per_s: float | None = None
     _window_start: float | None = None
     _window_done: int = 0
 
@@ -62,15 +65,15 @@ class ServiceRate:
     def unsaturated(self) -> None:
         self._window_start = None
 
-    def completed(self, sequences: int, now: float) -> None:
+    def completed(self, work: int, now: float) -> None:
         if self._window_start is None:
             return
-        self._window_done += sequences
+        self._window_done += work
         elapsed = now - self._window_start
         if elapsed >= self.window_s:
             sample = self._window_done / elapsed
-            previous = self.sequences_per_s
-            self.sequences_per_s = sample if previous is None else previous + self.smoothing * (sample - previous)
+            previous = self.work_per_s
+            self.work_per_s = sample if previous is None else previous + self.smoothing * (sample - previous)
             self._window_start, self._window_done = now, 0
 
 
@@ -82,47 +85,49 @@ class AdmissionGate:
     saturation: int  # sequences that fill the bundle's engine batches
     rate: ServiceRate
     clock: Clock = time.monotonic
-    in_flight: dict[str, int] = field(default_factory=lambda: dict.fromkeys(PRIORITY_CLASSES, 0))
+    sequences: dict[str, int] = field(default_factory=lambda: dict.fromkeys(PRIORITY_CLASSES, 0))
+    work: dict[str, int] = field(default_factory=lambda: dict.fromkeys(PRIORITY_CLASSES, 0))
 
-    def estimated_wait_s(self, priority_class: PriorityClass, sequences: int) -> float | None:
-        """Seconds until this work would be done, if admitted now; None while the rate is unmeasured."""
-        if self.rate.sequences_per_s is None:
+    def estimated_wait_s(self, priority_class: PriorityClass, work: int) -> float | None:
+        """Seconds until `work` more would be done if admitted now; None while the rate is unmeasured."""
+        if self.rate.work_per_s is None:
             return None
-        ahead = sum(self.in_flight[c] for c in classes_ahead(priority_class))
-        return (ahead + sequences) / self.rate.sequences_per_s
+        return (sum(self.work[c] for c in classes_ahead(priority_class)) + work) / self.rate.work_per_s
 
-    def admit(self, priority_class: PriorityClass, sequences: int, budget_s: float) -> Ticket:
-        """A ticket for `sequences` of work that must finish within `budget_s`, or OverloadedError."""
-        mine = self.in_flight[priority_class]
-        rate = self.rate.sequences_per_s
+    def admit(self, priority_class: PriorityClass, sequences: int, work: int, budget_s: float) -> Ticket:
+        """A ticket for `sequences` (decoding up to `work` tokens in all) that must finish within `budget_s`,
+        or OverloadedError."""
+        mine = self.sequences[priority_class]
+        rate = self.rate.work_per_s
         # A lone request always goes, however large: it would wait for nothing.
         if mine and mine + sequences > self.bound_per_class:
-            retry = (mine + sequences - self.bound_per_class) / rate if rate else UNMEASURED_RETRY_AFTER_S
+            # Room comes back as the class's work drains: about its share of the work per sequence over.
+            over = (mine + sequences - self.bound_per_class) * self.work[priority_class] / mine
             raise OverloadedError(
-                f"The model is at its bound of {self.bound_per_class} waiting sequences ({priority_class}); retry later.",
-                _whole_seconds(retry),
+                f"The model holds its bound of {self.bound_per_class} waiting sequences ({priority_class}); retry later.",
+                _whole_seconds(over / rate if rate else UNMEASURED_RETRY_AFTER_S),
             )
-        ahead = sum(self.in_flight[c] for c in classes_ahead(priority_class))
-        if rate is not None and ahead + sequences > self.saturation:
-            wait_s = (ahead + sequences) / rate
-            if wait_s > budget_s:
-                raise OverloadedError(
-                    f"The model cannot finish this request within its deadline (about {wait_s:.0f}s of work ahead, "
-                    f"{budget_s:.0f}s left); retry later.",
-                    _whole_seconds(wait_s - budget_s),
-                )
-        self._change(priority_class, sequences)
-        return Ticket(priority_class, sequences)
+        ahead = sum(self.sequences[c] for c in classes_ahead(priority_class))
+        wait_s = self.estimated_wait_s(priority_class, work)
+        if wait_s is not None and ahead + sequences > self.saturation and wait_s > budget_s:
+            raise OverloadedError(
+                f"The model cannot finish this request within its deadline (about {wait_s:.0f}s of work ahead, "
+                f"{budget_s:.0f}s left); retry later.",
+                _whole_seconds(wait_s - budget_s),
+            )
+        self._change(priority_class, sequences, work)
+        return Ticket(priority_class, sequences, work)
 
     def release(self, ticket: Ticket, completed: bool) -> None:
-        """The ticket's engine call ended; `completed`: it produced its sequences (they count for the rate)."""
+        """The ticket's engine call ended; `completed`: it did its work (which then counts for the rate)."""
         if completed:
-            self.rate.completed(ticket.sequences, self.clock())
-        self._change(ticket.priority_class, -ticket.sequences)
+            self.rate.completed(ticket.work, self.clock())
+        self._change(ticket.priority_class, -ticket.sequences, -ticket.work)
 
-    def _change(self, priority_class: PriorityClass, delta: int) -> None:
-        self.in_flight[priority_class] += delta
-        if sum(self.in_flight.values()) >= self.saturation:
+    def _change(self, priority_class: PriorityClass, sequences: int, work: int) -> None:
+        self.sequences[priority_class] += sequences
+        self.work[priority_class] += work
+        if sum(self.sequences.values()) >= self.saturation:
             self.rate.saturated(self.clock())
         else:
             self.rate.unsaturated()
