@@ -121,3 +121,19 @@ def test_401_is_json_with_a_bearer_challenge():
     assert response.status_code == 401
     assert response.headers["www-authenticate"] == "Bearer"
     assert response.body == b'{"detail":"The API key is not valid."}'
+
+
+def test_a_key_source_may_tag_keys_with_a_priority_class():
+    from logic.auth import parse_key_classes
+
+    assert parse_key_classes("a, search-1 batch\n# x batch\nb interactive") == {
+        "a": "interactive", "search-1": "batch", "b": "interactive"
+    }
+    with pytest.raises(ConfigError, match="class"):
+        parse_key_classes("k urgent")
+    with pytest.raises(ConfigError, match="more words"):
+        parse_key_classes("k batch extra")
+    tagged = ApiKeyGate({"a": "interactive", "s": "batch"}, allow_networks=["127.0.0.0/8"])
+    assert tagged.check("/generate", "10.0.0.1", "Bearer s") == "batch"
+    assert tagged.check("/generate", "127.0.0.1", "Bearer s") == "batch"  # an allowed network keeps the key's class
+    assert tagged.check("/generate", "127.0.0.1", None) is None
