@@ -101,3 +101,27 @@ def test_the_priority_class_can_be_lowered_by_a_header_but_never_raised():
     assert engine_priority("interactive") < engine_priority("batch")
     with pytest.raises(InvalidRequestError):
         resolve_class(None, "urgent")
+
+
+def test_make_serves_default_admits_64_concurrent_clients_that_the_deadline_allows():
+    from support import REPO_ROOT
+
+    from core.config import load_serve_config
+    from deployments.service import admission_gate
+
+    local = load_serve_config(REPO_ROOT / "configs" / "local.yaml").applications[0].args
+    bundle, deadline_s = local.models[0], local.ingress.request_timeout_s
+    request = (bundle.sampling.n, bundle.sampling.n * bundle.sampling.max_tokens)
+    # Cold (no rate yet), and at the rate the issue measured (32 requests served in 30 s): all 64 wait.
+    for measured in (None, 32 * request[1] / 30):
+        clock = Clock()
+        g = admission_gate(bundle, clock)
+        g.rate.work_per_s = measured
+        tickets = [g.admit("interactive", *request, budget_s=deadline_s) for _ in range(64)]
+        assert len(tickets) == 64
+    # Serve's own queue in front of the replica never refuses them first.
+    assert bundle.max_ongoing_requests >= 64
+    # But a flood that cannot finish in time is refused, at once.
+    with pytest.raises(OverloadedError):
+        for _ in range(1000):
+            g.admit("interactive", *request, budget_s=deadline_s)
