@@ -1,0 +1,57 @@
+"""The prefix_affinity router's bookkeeping over Serve's hooks, driven without a cluster (fake replicas)."""
+
+from __future__ import annotations
+
+import asyncio
+from types import SimpleNamespace
+
+from core.payloads import TacticRequest
+from deployments.prefix_router import PrefixAffinityRouter
+from logic.affinity import rendezvous_order
+
+
+def router(cap: int = 8) -> PrefixAffinityRouter:
+    r = PrefixAffinityRouter.__new__(PrefixAffinityRouter)  # Serve builds it with a live deployment; we need none
+    r.initialize_state(load_cap=cap, default_n=4)
+    return r
+
+
+def replica(name: str):
+    from ray.serve._private.common import DeploymentID
+    from ray.serve.request_router import ReplicaID
+
+    return SimpleNamespace(replica_id=ReplicaID(name, DeploymentID("bundle-tiny", "app")))
+
+
+def pending(request_id: str, key: str, n: int | None = None):
+    payload = TacticRequest(request_id, "⊢ p", n=n, routing_key=key)
+    return SimpleNamespace(args=[payload], kwargs={}, metadata=SimpleNamespace(internal_request_id=request_id))
+
+
+def first_choice(r, replicas, request) -> str:
+    ranks = asyncio.run(r.choose_replicas(replicas, request))
+    return ranks[0][0].replica_id.unique_id
+
+
+def test_a_burst_sees_its_own_earlier_members_and_spills_past_the_cap():
+    r, replicas = router(cap=8), [replica("a"), replica("b")]
+    preferred = rendezvous_order("k", ["a", "b"])[0]
+    other = ({"a", "b"} - {preferred}).pop()
+    # Three requests of 4 sequences arrive before Serve confirms any: the third must see the first two.
+    choices = [first_choice(r, replicas, pending(f"r{i}", "k")) for i in range(3)]
+    assert choices == [preferred, preferred, other]
+
+
+def test_routed_and_completed_requests_move_the_load():
+    r, replicas = router(cap=8), [replica("a"), replica("b")]
+    preferred = rendezvous_order("k", ["a", "b"])[0]
+    by_name = {x.replica_id.unique_id: x for x in replicas}
+    for i in range(2):
+        request = pending(f"r{i}", "k", n=4)
+        first_choice(r, replicas, request)
+        r.on_request_routed(request, by_name[preferred].replica_id, None)
+    assert first_choice(r, replicas, pending("r2", "k")) != preferred  # at its cap
+    r.on_request_completed(by_name[preferred].replica_id, "r0")
+    r.on_request_completed(by_name[preferred].replica_id, "r2")  # chosen, then rejected: never routed
+    assert first_choice(r, replicas, pending("r3", "k")) == preferred  # room again
+    r.on_request_completed(by_name[preferred].replica_id, "never-seen")  # harmless
