@@ -161,7 +161,7 @@ def test_an_interactive_request_is_scheduled_before_queued_batch_work(search_app
     lock = threading.Lock()
 
     def send(label: str, headers: dict):
-        response = generate(search_app, f"⊢ {label} = {label}", {"X-Session-Id": lane, **headers}, max_tokens=150)
+        response = generate(search_app, f"⊢ {label} = {label}", {"X-Session-Id": lane, **headers}, max_tokens=400)
         with lock:
             finished.append(label)
         return response
