@@ -182,9 +182,10 @@ class TacticService:
         record_candidates(bundle.name, len(tactics))
         ranked = await self._rank_by_progress(scorer, query, tactics, ctx) if scorer is not None else tactics
         request_logger(ctx.request_id).info(
-            "generate model={} input_chars={} prefix_chars={} sampled={} returned={} scorer={} in {:.3f}s",
+            "generate model={} input_chars={} prefix_chars={} sampled={} returned={} scorer={} replica={} "
+            "priority={} in {:.3f}s",
             bundle.name, len(query.state), len(query.prefix), answer.sampled, len(ranked),
-            scorer.name if scorer else None, time.perf_counter() - started,
+            scorer.name if scorer else None, answer.replica, priority_class, time.perf_counter() - started,
         )
         return ranked
 
