@@ -55,3 +55,19 @@ def test_routed_and_completed_requests_move_the_load():
     r.on_request_completed(by_name[preferred].replica_id, "r2")  # chosen, then rejected: never routed
     assert first_choice(r, replicas, pending("r3", "k")) == preferred  # room again
     r.on_request_completed(by_name[preferred].replica_id, "never-seen")  # harmless
+
+
+def test_a_bundle_selects_its_router_in_config():
+    from ray.serve.config import RequestRouterConfig
+
+    from core.config import BundleConfig, IngressSettings
+    from deployments.options import bundle_spec, deployment_options
+
+    default = BundleConfig(name="m", model="x")
+    assert "request_router_config" not in deployment_options(bundle_spec(default), IngressSettings())
+    affine = BundleConfig(name="m", model="x", engine_args={"max_num_seqs": 12}, sampling={"n": 3},
+                          deployment={"request_router": "prefix_affinity"})
+    config = deployment_options(bundle_spec(affine), IngressSettings())["request_router_config"]
+    assert isinstance(config, RequestRouterConfig)
+    assert config.request_router_class == "deployments.prefix_router:PrefixAffinityRouter"
+    assert config.request_router_kwargs == {"load_cap": 12, "default_n": 3}
