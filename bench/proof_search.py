@@ -56,27 +56,39 @@ def bench_args(config: str, replicas: int, router: str, block_size: int | None) 
 
 
 @contextlib.contextmanager
-def local_app(args: AppArgs):
+def local_cluster():
+    """One local Ray with Serve for every variant of a run (each variant deploys its own app on it)."""
     import ray
     from ray import serve
 
     from bench.compare_stacks import free_port
-    from deployments.app import build_app
-    from deployments.launch import wait_until_healthy
 
     port = free_port()
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
         serve.start(http_options={"host": "127.0.0.1", "port": port})
-        started = time.perf_counter()
-        serve.run(build_app(args), name=APP_NAME, route_prefix="/", blocking=False)
-        url = f"http://127.0.0.1:{port}"
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        serve.shutdown()
+        ray.shutdown()
+
+
+@contextlib.contextmanager
+def local_app(url: str, args: AppArgs):
+    """`args` deployed on the running cluster until the block ends (its engines start fresh)."""
+    from ray import serve
+
+    from deployments.app import build_app
+    from deployments.launch import wait_until_healthy
+
+    started = time.perf_counter()
+    serve.run(build_app(args), name=APP_NAME, route_prefix="/", blocking=False)
+    try:
         wait_until_healthy(f"{url}/health", timeout_s=900)
         print(f"  app ready in {time.perf_counter() - started:.0f} s", flush=True)
         yield url
     finally:
-        serve.shutdown()
-        ray.shutdown()
+        serve.delete(APP_NAME)
 
 
 async def send(http: httpx.AsyncClient, model: str, state: str, n: int, max_tokens: int,
@@ -179,17 +191,18 @@ def interleaved(variants: list[str], repeats: int) -> list[tuple[int, str]]:
 def routing(options, results: dict) -> None:
     plan = SearchPlan(theorems=options.theorems)
     runs: dict[str, list[dict]] = {v: [] for v in ROUTING_VARIANTS}
-    for repeat, variant in interleaved(list(ROUTING_VARIANTS), options.repeats):
-        replicas, router = ROUTING_VARIANTS[variant]
-        print(f"routing {variant} (repeat {repeat})", flush=True)
-        args = bench_args(options.config, replicas, router, options.block_size)
-        with local_app(args) as url:
-            # A first pass fills no cache across variants: each variant starts from fresh engines.
-            summary = asyncio.run(run_search(url, args.models[0].name, plan, options.n, options.max_tokens))
-        print(f"  {summary}", flush=True)
-        runs[variant].append(summary)
-        results["routing"] = {"runs": runs, "ratios": routing_ratios(runs)}
-        write(results)
+    with local_cluster() as url:
+        for repeat, variant in interleaved(list(ROUTING_VARIANTS), options.repeats):
+            replicas, router = ROUTING_VARIANTS[variant]
+            print(f"routing {variant} (repeat {repeat})", flush=True)
+            args = bench_args(options.config, replicas, router, options.block_size)
+            # Each variant starts from fresh engines: no cache carries over from the one before.
+            with local_app(url, args):
+                summary = asyncio.run(run_search(url, args.models[0].name, plan, options.n, options.max_tokens))
+            print(f"  {summary}", flush=True)
+            runs[variant].append(summary)
+            results["routing"] = {"runs": runs, "ratios": routing_ratios(runs)}
+            write(results)
 
 
 def routing_ratios(runs: dict[str, list[dict]]) -> dict[str, Any]:
@@ -210,7 +223,7 @@ def editor(options, results: dict) -> None:
     plan = SearchPlan(theorems=options.theorems, parallel_theorems=8, in_flight=2)
     args = bench_args(options.config, options.editor_replicas, "prefix_affinity", options.block_size)
     runs: dict[str, list[dict]] = {v: [] for v in EDITOR_VARIANTS}
-    with local_app(args) as url:
+    with local_cluster() as url, local_app(url, args):
         for repeat, variant in interleaved(list(EDITOR_VARIANTS), options.repeats):
             print(f"editor {variant} (repeat {repeat})", flush=True)
             summary = asyncio.run(run_editor(url, args.models[0].name, variant, plan, options.n, options.max_tokens,
