@@ -287,9 +287,11 @@ class BundleConfig(StrictModel):
 
     @property
     def max_queued_requests(self) -> int:
-        """Requests that may wait for a slot: one more engine batch; beyond it the client gets 503 at once."""
+        """Requests a caller's Serve queue may hold while it routes them; beyond it the client gets 503 at once.
+        Admission (deployment.admission) is the gate in front of it, so by default this bound is no tighter
+        (a burst of admitted requests waits here for a moment, to be routed)."""
         explicit = self.deployment.max_queued_requests
-        return explicit if explicit is not None else self.engine_args.max_num_seqs
+        return explicit if explicit is not None else self.max_ongoing_requests
 
     @property
     def deployment_name(self) -> str:

@@ -119,6 +119,10 @@ class BundleDeploymentSettings(DeploymentSettings):
         default=None, ge=1,
         description="Concurrent requests per replica; None: all that admission may send it (both classes' bounds).",
     )
+    max_queued_requests: int | None = Field(
+        default=None, ge=1,
+        description="Requests waiting per caller to be routed (503 beyond); None: as many as max_ongoing_requests.",
+    )
 
     request_router: RequestRouterName = Field(
         default="power_of_two",

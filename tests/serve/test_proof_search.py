@@ -148,7 +148,8 @@ def test_a_replica_over_its_cap_spills_to_the_least_loaded(search_app):
     # n=4 x 200 tokens, one sequence at a time: each request holds its replica for seconds, so all six are in
     # flight together, 24 sequences for a cap of 8.
     with ThreadPoolExecutor(6) as pool:
-        answers = list(pool.map(lambda _: generate(search_app, "⊢ True", {"X-Session-Id": hot}, n=4, max_tokens=200),
+        # Distinct states: identical requests in flight would share one engine call (coalescing).
+        answers = list(pool.map(lambda i: generate(search_app, f"⊢ {i} = {i}", {"X-Session-Id": hot}, n=4, max_tokens=200),
                                 range(6)))
     served_by = [replica(a) for a in answers]
     assert served_by.count(preferred) >= 2, served_by

@@ -119,8 +119,8 @@ def test_make_serves_default_admits_64_concurrent_clients_that_the_deadline_allo
         g.rate.work_per_s = measured
         tickets = [g.admit("interactive", *request, budget_s=deadline_s) for _ in range(64)]
         assert len(tickets) == 64
-    # Serve's own queue in front of the replica never refuses them first.
-    assert bundle.max_ongoing_requests >= 64
+    # Serve's own bounds in front of the replica never refuse them first.
+    assert bundle.max_ongoing_requests >= 64 and bundle.max_queued_requests >= 64
     # But a flood that cannot finish in time is refused, at once.
     with pytest.raises(OverloadedError):
         for _ in range(1000):

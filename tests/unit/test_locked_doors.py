@@ -56,8 +56,8 @@ def test_bundle_queue_is_bounded_by_default():
     bundle = BundleConfig(name="m", model="x", engine_args={"max_num_seqs": 24})
     options = deployment_options(bundle_spec(bundle), IngressSettings())
     # Serve's own default (-1) queues without bound: latency would grow instead of a quick 503.
-    assert options["max_queued_requests"] == 24
-    assert options["max_ongoing_requests"] == bundle.max_ongoing_requests
+    # Admission is the gate in front (in sequences, from the deadline); Serve's own bounds are no tighter.
+    assert options["max_queued_requests"] == options["max_ongoing_requests"] == bundle.max_ongoing_requests
     explicit = BundleConfig(name="m", model="x", deployment={"max_queued_requests": 3})
     assert deployment_options(bundle_spec(explicit), IngressSettings())["max_queued_requests"] == 3
 
