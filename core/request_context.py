@@ -55,3 +55,6 @@ class RequestContext:
     replica: str | None = None
     prompt_tokens: int | None = None
     cached_prompt_tokens: int | None = None
+    # Who is asking, for state kept across requests (the Ollama sample window): a hash of the API key the
+    # client presented, or its address. Never the key itself.
+    client: str = ""

@@ -62,6 +62,8 @@ class TacticQuery:
     n: int | None = None
     max_tokens: int | None = None
     session_id: str | None = None  # routes the request with its session's others (else the context's)
+    # LLMLean's own prompt, for bundles that answer chat turns (deployments/completion_service.py).
+    client_prompt: str | None = None
 
 
 @dataclass(frozen=True)
@@ -158,7 +160,9 @@ class TacticService:
         request = TacticRequest(
             ctx.request_id, query.state, query.prefix, query.n, query.max_tokens,
             priority=engine_priority(priority_class),
-            routing_key=routing_key(query.state, query.session_id or ctx.session_id),
+            # An LLMLean prompt's file context (its [CTX] part) is the key when the client sends no session.
+            routing_key=routing_key(query.client_prompt or query.state, query.session_id or ctx.session_id),
+            client_prompt=query.client_prompt,
         )
         sequences = query.n or bundle.sampling.n
         work = sequences * (query.max_tokens or bundle.sampling.max_tokens)
@@ -169,7 +173,10 @@ class TacticService:
         # Not with cross-call dedup: the second of two identical requests must get other tactics than the first.
         if self.args.ingress.coalesce_identical_requests and not bundle.dedup.enabled:
             # Everything that shapes the answer is in the key; identical requests in flight share one engine call.
-            key = (bundle.name, query.state, query.prefix, query.n, query.max_tokens, query.use_reward, priority_class)
+            key = (
+                bundle.name, query.state, query.prefix, query.n, query.max_tokens, query.use_reward,
+                query.client_prompt, priority_class,
+            )
             answer = await self.flights.run(key, bundle_call)
         else:
             answer = await bundle_call()

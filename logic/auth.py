@@ -76,6 +76,15 @@ def bearer_token(authorization: str | None) -> str | None:
     return token if scheme.lower() == "bearer" and token else None
 
 
+def presented_key(authorization: str | None, x_api_key: str | None) -> str | None:
+    """The key a client presented: its bearer token, else its `x-api-key`. Empty values count as none (LLMLean
+    sends `Bearer ` and an empty `x-api-key` when the user set no key)."""
+    token = bearer_token(authorization)
+    if token is not None:
+        return token
+    return x_api_key.strip() or None if x_api_key else None
+
+
 class ApiKeyGate:
     def __init__(self, keys: Iterable[str] | Mapping[str, PriorityClass], allow_networks: Iterable[str]):
         classes = keys if isinstance(keys, Mapping) else dict.fromkeys(keys, DEFAULT_CLASS)
@@ -118,10 +127,9 @@ class ApiKeyGate:
     def key_valid(self, token: str | None) -> bool:
         return self.key_class(token) is not None
 
-    def check(self, path: str, client_host: str | None, authorization: str | None) -> PriorityClass | None:
-        """Raise UnauthorizedError unless the request may pass; else the class its key grants (None: no key,
-        or an allowed network's client without one)."""
-        token = bearer_token(authorization)
+    def check(self, path: str, client_host: str | None, token: str | None) -> PriorityClass | None:
+        """Raise UnauthorizedError unless the request may pass; `token` is the key it presented (presented_key).
+        Else the class its key grants (None: no key, or an allowed network's client without a valid one)."""
         if path in OPEN_PATHS or self.client_allowed(client_host):
             return self.key_class(token)
         if token is None:

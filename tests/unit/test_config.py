@@ -14,7 +14,7 @@ def test_defaults_size_the_replica_for_batching():
     # admission may send it (its batch and 32 queued batches per priority class), so the engine orders the wait.
     assert bundle.admitted_sequences_per_class == 33 * 48
     assert bundle.max_ongoing_requests == 2 * 33 * 48
-    assert bundle.routes == ["generate"]
+    assert bundle.routes == ["generate", "complete"]
     assert bundle.deployment_name == "bundle-m"
 
 
@@ -103,10 +103,10 @@ def test_engine_and_task_settings_must_match_their_kind(bundle, fragment):
 
 def test_routes_follow_the_task():
     tactic = BundleConfig(name="t", model="x", engine="transformers", encoder={"model": "e"})
-    assert tactic.routes == ["generate", "encode"]
+    assert tactic.routes == ["generate", "complete", "encode"]
     assert tactic.transformers_settings.decoding is None and tactic.transformers_settings.length_penalty == 0.0
     prover = BundleConfig(name="p", model="x", task="whole_proof", sampling={"stop": []})
-    assert prover.routes == ["prove"]
+    assert prover.routes == ["prove", "complete"]
     assert prover.whole_proof_settings.preset == "deepseek-prover-v2"
 
 
