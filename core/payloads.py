@@ -118,6 +118,7 @@ class CompletionRequest:
     request_id: str
     prompt: str | ChatMessages
     sampling: SamplingRequest
+    routing_key: str | None = None  # read by the prefix_affinity router, as on TacticRequest
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ Either way the answers are the continuations after the prefix (LLMLean puts the 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -29,6 +30,8 @@ from logic.llmlean import (
     proof_after_statement,
     theorem_from_context,
 )
+from logic.priority import engine_priority
+from logic.routing_key import routing_key
 from logic.sample_bank import SampleBank
 from logic.validation import check_batch, check_prompt, resolve_client_sampling
 
@@ -80,7 +83,11 @@ class CompletionService:
             bundle.sampling, self.args.limits, n=s.n, max_tokens=s.max_tokens, temperature=s.temperature,
             top_p=s.top_p, stop=s.stop, logprobs=s.logprobs, ignore_eos=s.ignore_eos,
         )
-        return PreparedCompletion(bundle.name, CompletionRequest(ctx.request_id, query.prompt, sampling))
+        # The request's class orders the engine's queue; its key (session, LLMLean file context) its replica.
+        sampling = dataclasses.replace(sampling, priority=engine_priority(ctx.priority_class))
+        text = query.prompt if isinstance(query.prompt, str) else "".join(t.get("content", "") for t in query.prompt)
+        request = CompletionRequest(ctx.request_id, query.prompt, sampling, routing_key=routing_key(text, ctx.session_id))
+        return PreparedCompletion(bundle.name, request)
 
     async def complete(self, prepared: PreparedCompletion, ctx: RequestContext) -> EngineOutput:
         started = time.perf_counter()
