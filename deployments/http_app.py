@@ -6,7 +6,9 @@ Middlewares, outermost first (Starlette runs the last one added first):
    the id, and every hop shares the deadline;
 2. metrics: times and counts every answer of a model route, 401s and 422s included;
 3. auth: the API-key gate, before routing and body parsing, so a stranger learns nothing, not even whether
-   the body would be valid.
+   the body would be valid;
+4. body limit (deployments/edge.py): 413 for a declared or counted body over `limits.max_body_bytes`, before
+   the body is read whole or parsed (Serve's proxy applies the same middleware before the ingress).
 Errors leave as the contract's JSON `{"detail": ...}` with an honest status (core/errors.py).
 """
 
@@ -22,12 +24,14 @@ from fastapi.responses import JSONResponse
 
 from core.errors import InvalidRequestError, LeanServeError, UnauthorizedError
 from core.log_setup import request_logger
+from deployments.edge import BodyLimit
+from deployments.health_routes import router as health_router
 from deployments.leancopilot.protocol import ErrorResponse
 from deployments.leancopilot.router import router as leancopilot_router
 from deployments.metrics import record_request
 from deployments.ray_errors import as_leanserve_error
 from deployments.service import TacticService
-from logic.auth import ApiKeyGate
+from logic.auth import Gate
 
 REQUEST_ID_HEADER = "X-Request-Id"
 METERED_ROUTES = {"/generate": "generate", "/prove": "prove", "/encode": "encode"}
@@ -64,8 +68,10 @@ def _log_and_respond(request: Request, error: LeanServeError, cause: BaseExcepti
     return error_response(error)
 
 
-def _add_middlewares(app: FastAPI, service: TacticService, gate: ApiKeyGate | None) -> None:
+def _add_middlewares(app: FastAPI, service: TacticService, gate: Gate | None) -> None:
     # Added innermost first.
+    app.add_middleware(BodyLimit, max_body_bytes=service.args.limits.max_body_bytes)
+
     @app.middleware("http")
     async def auth(request: Request, call_next):
         if gate is not None:
@@ -119,7 +125,7 @@ def _add_error_handlers(app: FastAPI) -> None:
         return _log_and_respond(request, as_leanserve_error(exc), cause=exc)
 
 
-def build_http_app(service: TacticService, gate: ApiKeyGate | None = None) -> FastAPI:
+def build_http_app(service: TacticService, gate: Gate | None = None) -> FastAPI:
     """The ASGI app of one ingress replica (or of a unit test, with a service over injected handles)."""
     app = FastAPI(
         title="LeanServe",
@@ -128,6 +134,7 @@ def build_http_app(service: TacticService, gate: ApiKeyGate | None = None) -> Fa
     )
     app.state.service = service
     app.include_router(leancopilot_router)
+    app.include_router(health_router)
     _add_error_handlers(app)
     _add_middlewares(app, service, gate)
     return app
