@@ -45,3 +45,6 @@ class RequestContext:
     request_id: str
     deadline: Deadline
     bundle: str = UNKNOWN_BUNDLE
+    # Who is asking, for state kept across requests (the Ollama sample window): a hash of the API key the
+    # client presented, or its address. Never the key itself.
+    client: str = ""

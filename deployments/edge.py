@@ -1,6 +1,7 @@
 """The edge: what a request meets before anything reads, parses or routes it. Two pure ASGI middlewares.
 
-- `BodyLimit`: a body longer than the limit gets 413 in the contract's JSON shape, read no further. A declared
+- `BodyLimit`: a body longer than the limit gets 413 in its front door's JSON error shape (the contract's
+  `{"detail": ...}`; OpenAI's under /v1, Ollama's under /api), read no further. A declared
   `Content-Length` over the limit is refused before a single body byte is read; a body without one (chunked)
   is counted as it arrives and refused as soon as it passes the limit.
 - `StripClientControlHeaders`: Ray 2.60's proxy lets a client set its own timeout (`x-request-timeout-seconds`,
@@ -25,6 +26,8 @@ from typing import Any
 from loguru import logger
 
 from core.config import PROXY_BODY_LIMIT_ENV, RequestLimits
+from core.errors import InputTooLargeError, LeanServeError
+from deployments.error_bodies import error_body
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -53,10 +56,16 @@ def declared_length(scope: Scope) -> int | None:
         return None
 
 
-async def send_json_error(send: Send, scope: Scope, status: int, detail: str, with_request_id: bool) -> None:
-    """`{"detail": ...}`; `with_request_id` adds the request's id (the client's X-Request-Id, or a fresh one),
-    where nothing after this middleware would (in the proxy it stands outside Serve's own id middleware)."""
-    body = json.dumps({"detail": detail}).encode("utf-8")
+def app_path(scope: Scope) -> str:
+    return scope.get("path", "/").removeprefix(scope.get("root_path", "").rstrip("/")) or "/"
+
+
+async def send_json_error(send: Send, scope: Scope, error: LeanServeError, with_request_id: bool) -> None:
+    """The error in its front door's shape (`{"detail": ...}`, OpenAI's under /v1, Ollama's under /api);
+    `with_request_id` adds the request's id (the client's X-Request-Id, or a fresh one), where nothing after this
+    middleware would (in the proxy it stands outside Serve's own id middleware)."""
+    status, detail = error.status_code, error.detail
+    body = json.dumps(error_body(error, app_path(scope))).encode("utf-8")
     request_id = header(scope, REQUEST_ID_HEADER) or uuid.uuid4().hex.encode()
     headers = [
         (b"content-type", b"application/json"),
@@ -79,8 +88,8 @@ class BodyLimit:
         self.max_body_bytes = max_body_bytes
         self.with_request_id = with_request_id
 
-    def _too_large(self) -> str:
-        return f"Request body too large: the limit is {self.max_body_bytes} bytes."
+    def _too_large(self) -> InputTooLargeError:
+        return InputTooLargeError(f"Request body too large: the limit is {self.max_body_bytes} bytes.")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -88,7 +97,7 @@ class BodyLimit:
             return
         declared = declared_length(scope)
         if declared is not None and declared > self.max_body_bytes:
-            await send_json_error(send, scope, 413, self._too_large(), self.with_request_id)
+            await send_json_error(send, scope, self._too_large(), self.with_request_id)
             return
         received = 0
         refused = False
@@ -104,7 +113,7 @@ class BodyLimit:
                 if received > self.max_body_bytes:
                     refused = True
                     if not response_started:
-                        await send_json_error(send, scope, 413, self._too_large(), self.with_request_id)
+                        await send_json_error(send, scope, self._too_large(), self.with_request_id)
                     # To the app the client has gone: it stops reading, and Serve's proxy cancels the call.
                     return {"type": "http.disconnect"}
             return message

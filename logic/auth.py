@@ -2,7 +2,8 @@
 
 - No API keys (the default, `make serve`): only loopback clients are served; LeanCopilot on the same machine
   sends no header. `security.allow_unauthenticated: true` serves every client (behind an authenticating gateway).
-- API keys: every request but the open health paths carries `Authorization: Bearer <key>`, loopback's too: a
+- API keys: every request but the open health paths carries `Authorization: Bearer <key>` (or
+  `x-api-key: <key>`, as LLMLean sends it), loopback's too: a
   same-host forwarder (an SSH tunnel, socat, a sidecar) makes any stranger look like loopback. `allow_networks`
   then narrows who may call at all; it never replaces the key.
 
@@ -84,13 +85,22 @@ class LoopbackOnlyGate:
 
     _LOOPBACK = _parse_networks(LOOPBACK_NETWORKS)
 
-    def check(self, path: str, client_host: str | None, authorization: str | None) -> None:  # noqa: ARG002
+    def check(self, path: str, client_host: str | None, token: str | None) -> None:  # noqa: ARG002
         if path in OPEN_PATHS or in_networks(client_host, self._LOOPBACK):
             return
         raise UnauthorizedError(
             "This server has no API keys and serves clients on its own machine only; an operator can configure "
             "keys (security.api_keys_env)."
         )
+
+
+def presented_key(authorization: str | None, x_api_key: str | None) -> str | None:
+    """The key a client presented: its bearer token, else its `x-api-key`. Empty values count as none (LLMLean
+    sends `Bearer ` and an empty `x-api-key` when the user set no key)."""
+    token = bearer_token(authorization)
+    if token is not None:
+        return token
+    return x_api_key.strip() or None if x_api_key else None
 
 
 class ApiKeyGate:
@@ -128,11 +138,10 @@ class ApiKeyGate:
             matched |= hmac.compare_digest(candidate, key)
         return matched
 
-    def check(self, path: str, client_host: str | None, authorization: str | None) -> None:
-        """Raise UnauthorizedError unless the request may pass."""
+    def check(self, path: str, client_host: str | None, token: str | None) -> None:
+        """Raise UnauthorizedError unless the request may pass; `token` is the key it presented (presented_key)."""
         if path in OPEN_PATHS:
             return
-        token = bearer_token(authorization)
         if token is None:
             raise UnauthorizedError("An API key is required: send `Authorization: Bearer <key>`.")
         # Outside the allow-list a good key gets the answer of a bad one: a stranger learns nothing of the list.

@@ -188,7 +188,7 @@ def test_health_and_models(client):
     assert health.json() == {"status": "ok", "models": {GENERATOR: "ok", ENCODER_ONLY: "ok"}}
     assert client.get("/models").json() == {
         "models": [
-            {"name": GENERATOR, "aliases": [GENERATOR_ALIAS], "routes": ["generate"]},
+            {"name": GENERATOR, "aliases": [GENERATOR_ALIAS], "routes": ["generate", "complete"]},
             {"name": ENCODER_ONLY, "aliases": [], "routes": ["encode"]},
         ]
     }

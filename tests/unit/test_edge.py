@@ -145,3 +145,19 @@ def test_the_body_limit_must_carry_the_longest_input():
 
     with pytest.raises(ConfigError, match="max_body_bytes"):
         parse_app_args({"models": [{"name": "m", "model": "x"}], "limits": {"max_input_chars": 1 << 20}})
+
+
+@pytest.mark.parametrize(
+    ("path", "shape"),
+    [
+        ("/v1/completions", lambda detail: {"error": {"message": detail, "type": "invalid_request_error", "param": None, "code": "input_too_large"}}),
+        ("/api/generate", lambda detail: {"error": detail}),
+        ("/encode", lambda detail: {"detail": detail}),
+    ],
+)
+async def test_each_front_door_gets_its_413_in_its_own_error_shape(path, shape):
+    app = await make_app(app_args(), FakeClock(), Scorer())
+    async with client(app) as http:
+        response = await http.post(path, content=CountingBody(2 * LIMIT), headers=LEANCOPILOT_HEADERS)
+    assert response.status_code == 413
+    assert response.json() == shape(f"Request body too large: the limit is {LIMIT} bytes.")
