@@ -61,8 +61,8 @@ class IngressSettings(StrictModel):
     max_queued_requests: int = Field(
         default=256,
         ge=1,
-        description="Requests waiting for an ingress slot per replica; beyond it Serve answers 503 at once "
-        "(Serve's own default queues without bound).",
+        description="Requests each Serve proxy holds waiting for a free ingress slot; beyond it Serve answers 503 "
+        "at once (Serve's own default queues without bound).",
     )
     health_timeout_s: float = Field(default=10.0, gt=0, description="/health waits this long for each bundle.")
     health_min_interval_s: float = Field(
