@@ -8,8 +8,27 @@ import socket
 from collections.abc import Iterable, Iterator
 
 
+def _complete(head: bytes, rest: bytes) -> bool:
+    """Whether `rest` holds the whole body the headers announce (Content-Length, or chunked to its last chunk)."""
+    fields = {k.strip().lower(): v.strip() for k, _, v in (line.partition(b":") for line in head.split(b"\r\n")[1:])}
+    if b"content-length" in fields:
+        return len(rest) >= int(fields[b"content-length"])
+    return fields.get(b"transfer-encoding", b"").lower() == b"chunked" and rest.endswith(b"0\r\n\r\n")
+
+
+def _dechunk(body: bytes) -> bytes:
+    out = b""
+    while body:
+        size_line, _, body = body.partition(b"\r\n")
+        size = int(size_line.split(b";")[0], 16)
+        if size == 0:
+            break
+        out, body = out + body[:size], body[size + 2 :]
+    return out
+
+
 def read_response(sock: socket.socket) -> tuple[int | None, dict[str, str], bytes]:
-    """Status, headers (lower-case) and body of the answer, read until its Content-Length or the close."""
+    """Status, headers (lower-case) and body of the answer, read until it is complete or the server closes."""
     sock.setblocking(True)
     sock.settimeout(60)
     data = b""
@@ -20,17 +39,18 @@ def read_response(sock: socket.socket) -> tuple[int | None, dict[str, str], byte
                 break
             data += part
             head, sep, rest = data.partition(b"\r\n\r\n")
-            if sep:
-                length = next((int(line.split(b":")[1]) for line in head.split(b"\r\n") if line.lower().startswith(b"content-length:")), None)
-                if length is not None and len(rest) >= length:
-                    break
+            if sep and _complete(head, rest):
+                break
     except ConnectionResetError:
         pass
     head, _, body = data.partition(b"\r\n\r\n")
     lines = head.decode("latin-1").split("\r\n")
     status = int(lines[0].split()[1]) if lines and lines[0] else None
     headers = {k.lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}
+    if headers.get("transfer-encoding", "").lower() == "chunked":
+        body = _dechunk(body)
     return status, headers, body
+
 
 def post_raw(
     port: int, path: str, headers: dict[str, str], chunks: Iterable[bytes]
