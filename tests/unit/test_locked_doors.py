@@ -107,6 +107,9 @@ def test_a_network_bind_without_keys_refuses_to_start(tmp_path, host):
 )
 def test_keys_an_explicit_opt_out_or_loopback_may_start(tmp_path, host, security):
     assert write_config(tmp_path, host, security).http_options.host == host
+    who = check_config.describe(str(tmp_path / "serve.yaml"))[2]
+    expected = {"api_keys_env": "API keys from LEANSERVE_API_KEYS", "allow_unauthenticated": "no API keys: every client"}
+    assert who.endswith(next((v for k, v in expected.items() if k in security), "no API keys: loopback clients only"))
 
 
 def test_no_shipped_file_disables_ray_token_auth():
