@@ -50,8 +50,11 @@ class PrefixAffinityRouter(LocalityMixin, MultiplexMixin, RequestRouter):
         self._load_cap = load_cap
         self._default_n = default_n
         self._sequences: dict[ReplicaID, int] = {}
-        self._in_flight: dict[str, tuple[ReplicaID, int]] = {}  # internal request id -> (replica, sequences)
-        self._chosen: dict[str, tuple[ReplicaID, int, float]] = {}  # chosen, not yet routed (and when)
+        # Serve's internal request id is the caller's own request's: the calls one request fans out (the batch
+        # route's items) share it. So in-flight calls are a list per id, and choices are keyed by the call.
+        self._in_flight: dict[str, list[tuple[ReplicaID, int]]] = {}  # internal id -> [(replica, sequences)]
+        # id(call metadata) -> (replica, sequences, when, the metadata: held so that its id is not reused)
+        self._chosen: dict[int, tuple[ReplicaID, int, float, Any]] = {}
 
     def _sequences_of(self, payload: Any) -> int:
         n = getattr(payload, "n", None)
@@ -64,37 +67,54 @@ class PrefixAffinityRouter(LocalityMixin, MultiplexMixin, RequestRouter):
         key = getattr(payload, "routing_key", None)
         by_id = {r.replica_id.unique_id: r for r in candidate_replicas}
         loads = {unique_id: self._sequences.get(r.replica_id, 0) for unique_id, r in by_id.items()}
-        own_id = pending_request.metadata.internal_request_id if pending_request else None
+        own_id = id(pending_request.metadata) if pending_request else None
         now = time.monotonic()
         # A request cancelled while it waited to be routed gets no hook: its choice lapses.
         self._chosen = {rid: c for rid, c in self._chosen.items() if now - c[2] < CHOICE_LAPSES_S}
-        for request_id, (replica, sequences, _) in self._chosen.items():
+        for request_id, (replica, sequences, _, _) in self._chosen.items():
             if request_id != own_id and replica.unique_id in loads:
                 loads[replica.unique_id] += sequences
         ranks = [[by_id[i] for i in rank] for rank in choose_ranks(key, loads, self._load_cap)]
         if pending_request is not None and ranks:
             # Serve takes the first rank's replica unless it is full; the hooks below settle where it went.
-            self._chosen[own_id] = (ranks[0][0].replica_id, self._sequences_of(payload), now)
+            self._chosen[own_id] = (ranks[0][0].replica_id, self._sequences_of(payload), now, pending_request.metadata)
         return ranks
 
     def on_request_routed(self, pending_request: PendingRequest, replica_id: ReplicaID, result: Any) -> None:
-        request_id = pending_request.metadata.internal_request_id
-        self._chosen.pop(request_id, None)
+        self._chosen.pop(id(pending_request.metadata), None)
         sequences = self._sequences_of(_request_payload(pending_request))
-        self._in_flight[request_id] = (replica_id, sequences)
+        self._in_flight.setdefault(pending_request.metadata.internal_request_id, []).append((replica_id, sequences))
         self._sequences[replica_id] = self._sequences.get(replica_id, 0) + sequences
 
     def on_request_completed(self, replica_id: ReplicaID, internal_request_id: str) -> None:
-        # Also called for requests a replica rejected (never routed): those are not in the map.
-        self._chosen.pop(internal_request_id, None)
-        routed = self._in_flight.pop(internal_request_id, None)
-        if routed is not None:
-            replica, sequences = routed
-            left = self._sequences.get(replica, 0) - sequences
-            if left > 0:
-                self._sequences[replica] = left
-            else:
-                self._sequences.pop(replica, None)
+        # Also called for requests a replica rejected (never routed): those are not in the map, and their
+        # choice lapses (CHOICE_LAPSES_S).
+        calls = self._in_flight.get(internal_request_id, [])
+        match = next((c for c in calls if c[0] == replica_id), None)
+        if match is None:
+            return
+        calls.remove(match)
+        if not calls:
+            del self._in_flight[internal_request_id]
+        left = self._sequences.get(replica_id, 0) - match[1]
+        if left > 0:
+            self._sequences[replica_id] = left
+        else:
+            self._sequences.pop(replica_id, None)
+
+    def _fulfill_next_pending_request(self, replica: RunningReplica, request_metadata: Any = None) -> None:
+        """Hand the chosen replica to the call it was chosen for. Serve's own lookup is by internal request id,
+        which the calls one request fans out share, so it would hand every choice to the first of them and
+        leave the others waiting for retries (seconds each); they are told apart by their metadata object."""
+        if request_metadata is not None:
+            for pending in self._pending_requests_to_fulfill:
+                if pending.metadata is request_metadata and not pending.future.done():
+                    self._cancel_routing_task_for_pending_request(pending)
+                    self._record_queue_wait_time(pending)
+                    pending.future.set_result(replica)
+                    self._remove_pending_request_from_indices(pending)
+                    return
+        super()._fulfill_next_pending_request(replica, request_metadata)
 
     def on_replica_actor_died(self, replica_id: ReplicaID) -> None:
         super().on_replica_actor_died(replica_id)

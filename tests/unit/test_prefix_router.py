@@ -71,3 +71,17 @@ def test_a_bundle_selects_its_router_in_config():
     assert isinstance(config, RequestRouterConfig)
     assert config.request_router_class == "deployments.prefix_router:PrefixAffinityRouter"
     assert config.request_router_kwargs == {"load_cap": 12, "default_n": 3}
+
+
+def test_calls_fanned_out_by_one_request_are_counted_apart():
+    # Serve gives every call of one ingress request the same internal id (the batch route's items).
+    r, replicas = router(cap=8), [replica("a"), replica("b")]
+    a = replicas[0].replica_id
+    items = [pending("same-id", "k", n=4) for _ in range(2)]
+    for item in items:
+        r.on_request_routed(item, a, None)
+    assert r._sequences[a] == 8
+    r.on_request_completed(a, "same-id")
+    assert r._sequences[a] == 4  # one of the two finished, not both
+    r.on_request_completed(a, "same-id")
+    assert a not in r._sequences
