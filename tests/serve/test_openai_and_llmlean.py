@@ -16,7 +16,7 @@ import time
 import httpx
 import openai
 import pytest
-from serve_app import ENCODER_DIM, free_port
+from serve_app import ENCODER_DIM
 from support import (
     LEANCOPILOT_HEADERS,
     REPO_ROOT,
@@ -67,22 +67,19 @@ def app_args(tiny_llama, tiny_encoder) -> AppArgs:
     )
 
 
-@pytest.fixture(scope="module")
-def app(tiny_llama, tiny_encoder):
-    import ray
-    from ray import serve
+APP = "openai"
 
+
+@pytest.fixture(scope="module")
+def openai_app(shared_serve, tiny_llama, tiny_encoder) -> str:
     from deployments.app import build_app
 
-    port = free_port()
-    ray.init(address="local", num_cpus=2, include_dashboard=False)
-    try:
-        serve.start(http_options={"host": "127.0.0.1", "port": port})
-        serve.run(build_app(app_args(tiny_llama, tiny_encoder)), name="openai", route_prefix="/", blocking=False)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        serve.shutdown()
-        ray.shutdown()
+    return shared_serve.deploy(APP, "/openai", lambda: build_app(app_args(tiny_llama, tiny_encoder)))
+
+
+@pytest.fixture(scope="module")
+def app(openai_app) -> str:
+    return openai_app
 
 
 @pytest.fixture(scope="module")
@@ -233,7 +230,7 @@ def test_errors_come_in_openais_shape_with_the_contracts_statuses(sdk, http):
 def test_a_client_leaving_a_stream_aborts_its_engine_request(app, sdk):
     from ray import serve
 
-    bundle = serve.get_deployment_handle(f"bundle-{MODEL}", app_name="openai")
+    bundle = serve.get_deployment_handle(f"bundle-{MODEL}", app_name=APP)
     stream = sdk.completions.create(model=MODEL, prompt="x", max_tokens=3000, temperature=1.0, stream=True,
                                     extra_body={"ignore_eos": True})
     first = next(iter(stream))
