@@ -19,6 +19,8 @@ class SamplingRequest:
     top_p: float
     max_tokens: int
     stop: tuple[str, ...] = ()
+    # The engine's scheduling priority (vLLM: lower first); 0 is interactive, the default.
+    priority: int = 0
     # Per-token log-probabilities with this many alternatives each (OpenAI's `logprobs`); None: none sent back.
     logprobs: int | None = None
     # Sample max_tokens whatever the model says (vLLM's extension; load tests use it for fixed lengths).
@@ -54,6 +56,7 @@ class Completion:
 class EngineOutput:
     completions: list[Completion]
     prompt_tokens: int = 0
+    cached_prompt_tokens: int = 0  # prompt tokens the engine's prefix cache already held
 
     @property
     def generated_tokens(self) -> int:
@@ -85,6 +88,9 @@ class EngineLoad:
 
     running: int = 0
     waiting: int = 0
+    # Running totals since the engine started, in tokens: prompt tokens looked up in the prefix cache, and found.
+    prefix_cache_queries: int = 0
+    prefix_cache_hits: int = 0
 
 
 @dataclass(frozen=True)
@@ -96,6 +102,9 @@ class TacticRequest:
     prefix: str = ""
     n: int | None = None
     max_tokens: int | None = None
+    priority: int = 0
+    # Read by the prefix_affinity router (deployments/prefix_router.py): requests with one key share a replica.
+    routing_key: str | None = None
     # The client's own prompt (an LLMLean prompt), asked as the user turn instead of the bundle's prompt.
     # Only for bundles that answer chat turns; the others get the state and prefix taken out of it.
     client_prompt: str | None = None
@@ -109,6 +118,7 @@ class CompletionRequest:
     request_id: str
     prompt: str | ChatMessages
     sampling: SamplingRequest
+    routing_key: str | None = None  # read by the prefix_affinity router, as on TacticRequest
 
 
 @dataclass(frozen=True)
@@ -120,6 +130,8 @@ class ProofRequest:
     problem: str = ""
     n: int | None = None
     max_tokens: int | None = None
+    priority: int = 0
+    routing_key: str | None = None
 
 
 @dataclass(frozen=True)
@@ -137,7 +149,9 @@ class BundleAnswer:
     candidates: list[ScoredTactic] = field(default_factory=list)
     sampled: int = 0  # completions the engine returned (before cleaning and deduplication)
     prompt_tokens: int = 0
+    cached_prompt_tokens: int = 0
     generated_tokens: int = 0
+    replica: str = ""  # Serve's id of the replica that answered (the X-LeanServe-Replica header)
 
 
 @dataclass(frozen=True)

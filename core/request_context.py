@@ -10,8 +10,12 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Literal
 
 Clock = Callable[[], float]
+# Who waits for whom (logic/priority.py decides a request's class): highest first.
+PriorityClass = Literal["interactive", "batch"]
+PRIORITY_CLASSES: tuple[PriorityClass, ...] = ("interactive", "batch")
 # The metrics label of a request whose model name resolved to no bundle (one value: typos cannot blow up
 # the label's cardinality).
 UNKNOWN_BUNDLE = "unknown"
@@ -45,6 +49,12 @@ class RequestContext:
     request_id: str
     deadline: Deadline
     bundle: str = UNKNOWN_BUNDLE
+    priority_class: PriorityClass = "interactive"
+    session_id: str | None = None  # the client's X-Session-Id: its requests share a replica
+    # What the answer tells about its engine call (debug headers X-LeanServe-*): set by the service.
+    replica: str | None = None
+    prompt_tokens: int | None = None
+    cached_prompt_tokens: int | None = None
     # Who is asking, for state kept across requests (the Ollama sample window): a hash of the API key the
     # client presented, or its address. Never the key itself.
     client: str = ""

@@ -8,18 +8,27 @@ Engines are injected, built by models/engine_factory.py by default.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections.abc import AsyncIterator, Callable
 
 from loguru import logger
 from ray import serve
+from ray.serve.exceptions import RayServeException
 
 from core.config import BundleConfig, EncoderConfig
 from core.engine_protocol import GenerationEngine, TextEncoder, engine_not_ready_reason
-from core.errors import ServiceUnavailableError
 from core.log_setup import configure_logging
-from core.payloads import BundleAnswer, CompletionRequest, EngineOutput, ProofRequest, StreamChunk, TacticRequest
-from deployments.metrics import record_engine_load, record_tokens
+from core.payloads import (
+    BundleAnswer,
+    CompletionRequest,
+    EngineLoad,
+    EngineOutput,
+    ProofRequest,
+    StreamChunk,
+    TacticRequest,
+)
+from deployments.metrics import record_engine_load, record_prefix_cache, record_tokens
 from logic.completions import RawCompletions
 from logic.pipelines import Pipeline, build_completer, build_pipeline
 from models.chat_template import load_chat_renderer
@@ -38,6 +47,13 @@ def _default_encoder_factory(config: EncoderConfig) -> TextEncoder:
     return TransformersEncoder(config)
 
 
+def _replica_id() -> str:
+    try:
+        return serve.get_replica_context().replica_id.unique_id
+    except RayServeException:  # built outside a Serve replica (the service's unit tests)
+        return "local"
+
+
 class BundleServer:
     # async: Serve awaits it, and the engine's start and warm-up requests need the replica's event loop
     # (AsyncLLM binds its output handler to the loop of its first request).
@@ -54,6 +70,8 @@ class BundleServer:
         self.pipeline: Pipeline | None = None
         self.completer: RawCompletions | None = None
         self.engine_requests = 0  # engine calls since start (shows coalescing at work in /health's report)
+        # Serve's id of this replica: each answer carries it, so routing is visible (X-LeanServe-Replica).
+        self.replica_id = _replica_id()
         if config.model is not None:
             self.engine = (engine_factory or make_engine)(config)
             await self.engine.start()
@@ -69,10 +87,17 @@ class BundleServer:
         logger.info("bundle {} ready in {:.1f}s (routes: {})", config.name, time.perf_counter() - started, config.routes)
 
     async def _report_engine_load(self) -> None:
+        reported = EngineLoad()
         while True:
             try:
                 load = self.engine.load()
                 record_engine_load(self.config.name, load.running, load.waiting)
+                record_prefix_cache(
+                    self.config.name,
+                    load.prefix_cache_queries - reported.prefix_cache_queries,
+                    load.prefix_cache_hits - reported.prefix_cache_hits,
+                )
+                reported = load
             except Exception:  # metrics must never take the replica down
                 logger.opt(exception=True).warning("could not record the engine load")
             await asyncio.sleep(ENGINE_LOAD_PERIOD_S)
@@ -85,11 +110,11 @@ class BundleServer:
         answer = await self.pipeline.answer(request)
         record_tokens(self.config.name, answer.generated_tokens)
         logger.bind(request_id=request.request_id).info(
-            "answered sampled={} returned={} prompt_tokens={} tokens={} in {:.3f}s",
-            answer.sampled, len(answer.candidates), answer.prompt_tokens, answer.generated_tokens,
-            time.perf_counter() - started,
+            "answered sampled={} returned={} prompt_tokens={} cached_tokens={} tokens={} priority={} in {:.3f}s",
+            answer.sampled, len(answer.candidates), answer.prompt_tokens, answer.cached_prompt_tokens,
+            answer.generated_tokens, request.priority, time.perf_counter() - started,
         )
-        return answer
+        return dataclasses.replace(answer, replica=self.replica_id)
 
     async def complete(self, request: CompletionRequest) -> EngineOutput:
         """A raw completion (the OpenAI and Ollama front doors): the client's prompt, not the bundle's."""
@@ -136,16 +161,22 @@ class BundleServer:
             await self.engine.check_health()
 
     async def health(self) -> dict[str, object]:
-        """What /health reports for this bundle; raises like check_health when the engine is gone."""
+        """What /health reports for this bundle, from state the replica holds (no generation); raises like
+        check_health when the engine is gone. A bundle that cannot serve yet (a remote one without its key)
+        says why in `not_ready`: /health reports it degraded, not down."""
         await self.check_health()
         reason = engine_not_ready_reason(self.engine) if self.engine is not None else None
-        if reason:
-            raise ServiceUnavailableError(reason)
         return {
-            "status": "ok",
+            "status": "degraded" if reason else "ok",
+            "not_ready": reason,
             "unfinished_requests": await self.num_unfinished_requests(),
             "engine_requests": self.engine_requests,
         }
+
+    async def replica_report(self, routed_like: TacticRequest | None = None) -> dict[str, object]:
+        """This replica's id and unfinished engine requests. The prefix_affinity router sends the call where it
+        would send `routed_like` (its routing key), so a caller can look at the replica a key lives on."""
+        return {"replica": self.replica_id, "unfinished_requests": await self.num_unfinished_requests()}
 
     async def num_unfinished_requests(self) -> int:
         return await self.engine.num_unfinished_requests() if self.engine is not None else 0

@@ -10,9 +10,11 @@ Either way the answers are the continuations after the prefix (LLMLean puts the 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import Any
 
 from core.errors import GenerationTimeoutError
 from core.log_setup import request_logger
@@ -28,6 +30,8 @@ from logic.llmlean import (
     proof_after_statement,
     theorem_from_context,
 )
+from logic.priority import engine_priority
+from logic.routing_key import routing_key
 from logic.sample_bank import SampleBank
 from logic.validation import check_batch, check_prompt, resolve_client_sampling
 
@@ -64,8 +68,8 @@ class CompletionService:
     def __init__(self, tactics: TacticService):
         self.tactics = tactics
         self.args = tactics.args
-        self.bundle_names = [b.name for b in tactics.registry.bundles]
         self.sample_bank = SampleBank(self.args.ingress.sample_window_s, tactics.clock)
+        self._streaming: dict[str, Any] = {}  # bundle name -> its handle with stream=True, made once
 
     # -- raw completions -------------------------------------------------------------------------------------
 
@@ -79,7 +83,11 @@ class CompletionService:
             bundle.sampling, self.args.limits, n=s.n, max_tokens=s.max_tokens, temperature=s.temperature,
             top_p=s.top_p, stop=s.stop, logprobs=s.logprobs, ignore_eos=s.ignore_eos,
         )
-        return PreparedCompletion(bundle.name, CompletionRequest(ctx.request_id, query.prompt, sampling))
+        # The request's class orders the engine's queue; its key (session, LLMLean file context) its replica.
+        sampling = dataclasses.replace(sampling, priority=engine_priority(ctx.priority_class))
+        text = query.prompt if isinstance(query.prompt, str) else "".join(t.get("content", "") for t in query.prompt)
+        request = CompletionRequest(ctx.request_id, query.prompt, sampling, routing_key=routing_key(text, ctx.session_id))
+        return PreparedCompletion(bundle.name, request)
 
     async def complete(self, prepared: PreparedCompletion, ctx: RequestContext) -> EngineOutput:
         started = time.perf_counter()
@@ -94,8 +102,10 @@ class CompletionService:
     async def stream(self, prepared: PreparedCompletion, ctx: RequestContext) -> AsyncIterator[StreamChunk]:
         """The chunks of a streamed completion. Every step waits only for what is left of the deadline; when
         the consumer stops (the client left) the bundle's generator is cancelled, and so is the engine request."""
-        handle = self.tactics.bundles[prepared.bundle]
-        chunks = handle.options(stream=True).complete_stream.remote(prepared.request)
+        handle = self._streaming.get(prepared.bundle)
+        if handle is None:
+            handle = self._streaming[prepared.bundle] = self.tactics.bundles[prepared.bundle].options(stream=True)
+        chunks = handle.complete_stream.remote(prepared.request)
         try:
             while True:
                 try:

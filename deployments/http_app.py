@@ -6,7 +6,9 @@ Middlewares, outermost first (Starlette runs the last one added first):
    the id, and every hop shares the deadline;
 2. metrics: times and counts every answer of a model route, 401s and 422s included;
 3. auth: the API-key gate, before routing and body parsing, so a stranger learns nothing, not even whether
-   the body would be valid.
+   the body would be valid;
+4. body limit (deployments/edge.py): 413 for a declared or counted body over `limits.max_body_bytes`, before
+   the body is read whole or parsed (Serve's proxy applies the same middleware before the ingress).
 Errors leave with an honest status (core/errors.py) in the shape of the front door they came through: the
 contract's `{"detail": ...}`, OpenAI's `{"error": {...}}` under /v1, Ollama's `{"error": "..."}` under /api.
 """
@@ -16,7 +18,6 @@ from __future__ import annotations
 import hashlib
 import time
 import uuid
-from collections.abc import Callable
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -26,20 +27,30 @@ from fastapi.responses import JSONResponse
 from core.errors import InvalidRequestError, LeanServeError, UnauthorizedError
 from core.log_setup import request_logger
 from deployments.completion_service import CompletionService
+from deployments.edge import BodyLimit
+from deployments.error_bodies import error_body
+from deployments.health_routes import router as health_router
 from deployments.leancopilot.protocol import ErrorResponse
 from deployments.leancopilot.router import router as leancopilot_router
 from deployments.metrics import record_request
-from deployments.ollama import protocol as ollama_protocol
 from deployments.ollama.router import router as ollama_router
-from deployments.openai import protocol as openai_protocol
 from deployments.openai.router import router as openai_router
 from deployments.ray_errors import as_leanserve_error
 from deployments.service import TacticService
-from logic.auth import ApiKeyGate, presented_key
+from logic.auth import Gate, presented_key
+from logic.priority import PRIORITY_HEADER, resolve_class
+from logic.routing_key import MAX_SESSION_ID_CHARS
 
 REQUEST_ID_HEADER = "X-Request-Id"
+SESSION_HEADER = "X-Session-Id"
+# What the answer tells about its engine call: which replica (routing is visible), and the prompt's tokens
+# and those the prefix cache already held (the benchmark's hit rate).
+REPLICA_HEADER = "X-LeanServe-Replica"
+PROMPT_TOKENS_HEADER = "X-LeanServe-Prompt-Tokens"
+CACHED_TOKENS_HEADER = "X-LeanServe-Cached-Tokens"
 METERED_ROUTES = {
     "/generate": "generate",
+    "/generate_batch": "generate_batch",
     "/prove": "prove",
     "/encode": "encode",
     "/v1/completions": "completions",
@@ -47,11 +58,6 @@ METERED_ROUTES = {
     "/v1/embeddings": "embeddings",
     "/api/generate": "ollama_generate",
 }
-# Each front door's error body, by path prefix; the contract's `{"detail": ...}` elsewhere.
-ERROR_BODIES: list[tuple[str, Callable[[LeanServeError], dict[str, Any]]]] = [
-    ("/v1/", openai_protocol.error_body),
-    ("/api/", ollama_protocol.error_body),
-]
 _ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     status: {"model": ErrorResponse} for status in (400, 401, 404, 413, 422, 503, 504)
 }
@@ -63,8 +69,7 @@ def error_response(error: LeanServeError, path: str = "/") -> JSONResponse:
         headers["Retry-After"] = str(error.retry_after_s)
     if isinstance(error, UnauthorizedError):
         headers["WWW-Authenticate"] = error.challenge
-    body = next((shape(error) for prefix, shape in ERROR_BODIES if path.startswith(prefix)), {"detail": error.detail})
-    return JSONResponse(status_code=error.status_code, content=body, headers=headers)
+    return JSONResponse(status_code=error.status_code, content=error_body(error, path), headers=headers)
 
 
 def app_path(request: Request) -> str:
@@ -94,16 +99,23 @@ def _log_and_respond(request: Request, error: LeanServeError, cause: BaseExcepti
     return error_response(error, app_path(request))
 
 
-def _add_middlewares(app: FastAPI, service: TacticService, gate: ApiKeyGate | None) -> None:
+def _add_middlewares(app: FastAPI, service: TacticService, gate: Gate | None) -> None:
     # Added innermost first.
+    app.add_middleware(BodyLimit, max_body_bytes=service.args.limits.max_body_bytes)
+
     @app.middleware("http")
     async def auth(request: Request, call_next):
+        granted = None
         if gate is not None:
             client_host = request.client.host if request.client else None
             try:
-                gate.check(app_path(request), client_host, request.state.api_key)
+                granted = gate.check(app_path(request), client_host, request.state.api_key)
             except UnauthorizedError as denied:
                 return _log_and_respond(request, denied)
+        try:
+            request.state.context.priority_class = resolve_class(granted, request.headers.get(PRIORITY_HEADER))
+        except InvalidRequestError as bad_header:
+            return _log_and_respond(request, bad_header)
         return await call_next(request)
 
     @app.middleware("http")
@@ -127,11 +139,20 @@ def _add_middlewares(app: FastAPI, service: TacticService, gate: ApiKeyGate | No
     async def request_context(request: Request, call_next):
         # Outside Serve (unit tests) there is no X-Request-Id from the proxy: make one.
         context = service.new_context(request.headers.get(REQUEST_ID_HEADER) or uuid.uuid4().hex)
+        context.session_id = (request.headers.get(SESSION_HEADER) or "")[:MAX_SESSION_ID_CHARS] or None
         # The SDKs send `Authorization: Bearer`, LLMLean and Anthropic's `x-api-key` too ('' when it has none).
         request.state.api_key = presented_key(request.headers.get("authorization"), request.headers.get("x-api-key"))
         context.client = client_identity(request.state.api_key, request.client.host if request.client else None)
         request.state.context = context
-        return await call_next(request)
+        response = await call_next(request)
+        for header, value in (
+            (REPLICA_HEADER, context.replica),
+            (PROMPT_TOKENS_HEADER, context.prompt_tokens),
+            (CACHED_TOKENS_HEADER, context.cached_prompt_tokens),
+        ):
+            if value is not None:
+                response.headers[header] = str(value)
+        return response
 
 
 def _add_error_handlers(app: FastAPI) -> None:
@@ -153,7 +174,7 @@ def _add_error_handlers(app: FastAPI) -> None:
         return _log_and_respond(request, as_leanserve_error(exc), cause=exc)
 
 
-def build_http_app(service: TacticService, gate: ApiKeyGate | None = None) -> FastAPI:
+def build_http_app(service: TacticService, gate: Gate | None = None) -> FastAPI:
     """The ASGI app of one ingress replica (or of a unit test, with a service over injected handles)."""
     app = FastAPI(
         title="LeanServe",
@@ -165,6 +186,7 @@ def build_http_app(service: TacticService, gate: ApiKeyGate | None = None) -> Fa
     app.include_router(leancopilot_router)
     app.include_router(openai_router)
     app.include_router(ollama_router)
+    app.include_router(health_router)
     _add_error_handlers(app)
     _add_middlewares(app, service, gate)
     return app

@@ -48,6 +48,13 @@ ENGINE_RUNNING = MetricSpec(
 ENGINE_WAITING = MetricSpec(
     "leanserve_engine_waiting_requests", "gauge", "Requests queued in the engine, per replica.", ("bundle",)
 )
+PREFIX_CACHE_QUERIES = MetricSpec(
+    "leanserve_prefix_cache_queries", "counter", "Prompt tokens vLLM looked up in its prefix cache, per replica.",
+    ("bundle",),
+)
+PREFIX_CACHE_HITS = MetricSpec(
+    "leanserve_prefix_cache_hits", "counter", "Prompt tokens found in vLLM's prefix cache, per replica.", ("bundle",)
+)
 TIMEOUTS = MetricSpec("leanserve_timeouts", "counter", "Requests that hit their deadline (504).", ("bundle", "route"))
 UNAVAILABLE = MetricSpec(
     "leanserve_unavailable", "counter", "Requests answered 503 (overloaded, replica lost, engine dead).", ("bundle", "route")
@@ -58,8 +65,8 @@ SCORER_BATCH_SIZE = MetricSpec(
 )
 
 METRICS: tuple[MetricSpec, ...] = (
-    REQUESTS, REQUEST_LATENCY, CANDIDATES, TOKENS, ENGINE_RUNNING, ENGINE_WAITING, TIMEOUTS, UNAVAILABLE,
-    SCORER_BATCH_SIZE,
+    REQUESTS, REQUEST_LATENCY, CANDIDATES, TOKENS, ENGINE_RUNNING, ENGINE_WAITING, PREFIX_CACHE_QUERIES,
+    PREFIX_CACHE_HITS, TIMEOUTS, UNAVAILABLE, SCORER_BATCH_SIZE,
 )
 
 _instances: dict[str, object] = {}
@@ -106,6 +113,14 @@ def record_tokens(bundle: str, count: int) -> None:
 def record_engine_load(bundle: str, running: int, waiting: int) -> None:
     _metric(ENGINE_RUNNING).set(running, tags={"bundle": bundle})
     _metric(ENGINE_WAITING).set(waiting, tags={"bundle": bundle})
+
+
+def record_prefix_cache(bundle: str, queries: int, hits: int) -> None:
+    """Tokens queried and hit since the last report (the hit rate is hits / queries over any window)."""
+    if queries:
+        _metric(PREFIX_CACHE_QUERIES).inc(queries, tags={"bundle": bundle})
+    if hits:
+        _metric(PREFIX_CACHE_HITS).inc(hits, tags={"bundle": bundle})
 
 
 def record_scorer_batch(size: int, scorer: str = "scorer") -> None:

@@ -13,6 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from ray.serve.config import RequestRouterConfig
+
 from core.config import (
     AutoscalingSettings,
     BundleConfig,
@@ -20,6 +22,7 @@ from core.config import (
     IngressSettings,
     ScorerConfig,
 )
+from deployments.prefix_router import ROUTER_CLASS_PATH
 
 INGRESS_DEPLOYMENT_NAME = "ingress"
 DEDUP_DEPLOYMENT_NAME = "dedup-store"
@@ -41,6 +44,7 @@ class ReplicaSpec:
     max_ongoing_requests: int
     max_queued_requests: int | None = None  # None: Serve's unbounded queue
     tensor_parallel_size: int = 1
+    request_router: dict[str, Any] | None = None  # Serve's request_router_config; None: power-of-two
 
 
 def drain_timeout_s(ingress: IngressSettings) -> float:
@@ -113,7 +117,22 @@ def deployment_options(spec: ReplicaSpec, ingress: IngressSettings) -> dict[str,
     }
     if spec.max_queued_requests is not None:
         options["max_queued_requests"] = spec.max_queued_requests
+    if spec.request_router is not None:
+        options["request_router_config"] = RequestRouterConfig(**spec.request_router)
     return options
+
+
+def request_router_config(bundle: BundleConfig) -> dict[str, Any] | None:
+    """Serve's `request_router_config` of a bundle: the prefix_affinity router with its cap, or None (Serve's
+    power-of-two, the default). The router module imports Ray, so Serve loads it by path in each caller."""
+    settings = bundle.deployment
+    if settings.request_router == "power_of_two":
+        return None
+    cap = settings.affinity.load_cap or bundle.engine_args.max_num_seqs
+    return {
+        "request_router_class": ROUTER_CLASS_PATH,
+        "request_router_kwargs": {"load_cap": cap, "default_n": bundle.sampling.n},
+    }
 
 
 def bundle_spec(bundle: BundleConfig) -> ReplicaSpec:
@@ -124,6 +143,7 @@ def bundle_spec(bundle: BundleConfig) -> ReplicaSpec:
         max_ongoing_requests=bundle.max_ongoing_requests,
         max_queued_requests=bundle.max_queued_requests,
         tensor_parallel_size=bundle.engine_args.tensor_parallel_size,
+        request_router=request_router_config(bundle),
     )
 
 
@@ -148,6 +168,8 @@ def ingress_options(settings: IngressSettings) -> dict[str, Any]:
         "num_replicas": settings.num_replicas,
         "max_ongoing_requests": settings.max_ongoing_requests,
         "ray_actor_options": {"num_cpus": settings.num_cpus},
+        # Bounded: beyond it a quick 503 from Serve, not a queue whose wait outgrows every deadline.
+        "max_queued_requests": settings.max_queued_requests,
         # A stopping ingress replica may still wait for a bundle that restarts meanwhile: drain like the rest.
         "graceful_shutdown_timeout_s": drain_timeout_s(settings),
     }

@@ -13,9 +13,10 @@ and unit tests drive the service with injected handles.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from core.config import AppArgs, BundleConfig, ScorerConfig
@@ -23,22 +24,30 @@ from core.errors import (
     GenerationTimeoutError,
     LeanServeError,
     ScorerNotConfiguredError,
-    ServiceUnavailableError,
 )
 from core.log_setup import request_logger
 from core.payloads import BundleAnswer, ProofRequest, ScoredTactic, ScoringInput, TacticRequest
 from core.request_context import Clock, Deadline, RequestContext
+from deployments.health import SCALES_TO_ZERO, HealthCache, HealthReport, state_of
 from deployments.metrics import record_candidates
-from deployments.ray_errors import as_leanserve_error, describe_failure
+from deployments.ray_errors import as_leanserve_error
+from logic.admission import AdmissionGate, ServiceRate
 from logic.coalescing import SingleFlight
+from logic.priority import PriorityClass, engine_priority
 from logic.progress_ranking import ProgressCandidate, rank_by_progress
 from logic.registry import ModelRegistry
-from logic.validation import check_encode_request, check_proof_request, check_tactic_request
+from logic.routing_key import routing_key
+from logic.validation import (
+    check_batch_size,
+    check_encode_request,
+    check_proof_request,
+    check_sampling_limits,
+    check_tactic_request,
+)
 
 # A DeploymentHandle, or in unit tests anything with `handle.method.remote(...)` returning an awaitable
 # that has `.cancel()`.
 Handle = Any
-SCALES_TO_ZERO = "ok (min_replicas 0: not probed)"
 
 
 @dataclass(frozen=True)
@@ -51,6 +60,7 @@ class TacticQuery:
     use_reward: bool = False
     n: int | None = None
     max_tokens: int | None = None
+    session_id: str | None = None  # routes the request with its session's others (else the context's)
     # LLMLean's own prompt, for bundles that answer chat turns (deployments/completion_service.py).
     client_prompt: str | None = None
 
@@ -62,18 +72,6 @@ class ProofQuery:
     problem: str = ""
     n: int | None = None
     max_tokens: int | None = None
-
-
-@dataclass(frozen=True)
-class HealthReport:
-    models: dict[str, str]
-    scorers: dict[str, str] = field(default_factory=dict)
-
-    @property
-    def healthy(self) -> bool:
-        return all(s in ("ok", SCALES_TO_ZERO) for s in self.models.values()) and all(
-            s == "ok" for s in self.scorers.values()
-        )
 
 
 def bundles_to_probe(bundles: list[BundleConfig]) -> list[str]:
@@ -96,6 +94,21 @@ async def await_handle_call(response: Any, timeout_s: float, on_timeout: LeanSer
         raise as_leanserve_error(exc) from exc
 
 
+def admission_gate(bundle: BundleConfig, clock: Clock) -> AdmissionGate:
+    """A bundle's admission in this ingress: bounded by its largest fleet, saturated by its smallest."""
+    scaling, admission = bundle.deployment.autoscaling, bundle.deployment.admission
+    return AdmissionGate(
+        bound_per_class=bundle.admitted_sequences_per_class * scaling.max_replicas,
+        saturation=bundle.engine_args.max_num_seqs * max(1, scaling.min_replicas),
+        rate=ServiceRate(admission.rate_window_s, admission.rate_smoothing),
+        clock=clock,
+    )
+
+
+# The /generate_batch route serves proof search: its items queue behind the editors' requests.
+BATCH_ROUTE_CLASS: PriorityClass = "batch"
+
+
 class TacticService:
     def __init__(
         self,
@@ -112,6 +125,8 @@ class TacticService:
         self.scorers = scorers or {}  # scorer name -> handle of its LeanProgress deployment
         self.dedup_store = dedup_store  # None: no bundle opted into cross-call dedup
         self.flights: SingleFlight[BundleAnswer] = SingleFlight()
+        self.admission = {b.name: admission_gate(b, clock) for b in args.models}
+        self.health_cache = HealthCache(self._probe_all, args.ingress.health_min_interval_s, clock)
 
     def new_context(self, request_id: str) -> RequestContext:
         """The context of a request arriving now: its deadline starts here."""
@@ -129,31 +144,88 @@ class TacticService:
         # LeanDojo-v2's 400 comes first: it answers any bundle without a scorer, encoder-only ones too.
         scorer = self._scorer_for(bundle) if query.use_reward else None
         self.registry.check_route(bundle, "generate", query.name)
+        priority_class = ctx.priority_class
         request = TacticRequest(
-            ctx.request_id, query.state, query.prefix, query.n, query.max_tokens, client_prompt=query.client_prompt
+            ctx.request_id, query.state, query.prefix, query.n, query.max_tokens,
+            priority=engine_priority(priority_class),
+            # An LLMLean prompt's file context (its [CTX] part) is the key when the client sends no session.
+            routing_key=routing_key(query.client_prompt or query.state, query.session_id or ctx.session_id),
+            client_prompt=query.client_prompt,
         )
+        sequences = query.n or bundle.sampling.n
+        work = sequences * (query.max_tokens or bundle.sampling.max_tokens)
 
         def bundle_call():
-            return await_handle_call(self.bundles[bundle.name].answer.remote(request), ctx.deadline.remaining())
+            return self._admitted_call(bundle.name, priority_class, sequences, work, request, ctx)
 
         # Not with cross-call dedup: the second of two identical requests must get other tactics than the first.
         if self.args.ingress.coalesce_identical_requests and not bundle.dedup.enabled:
             # Everything that shapes the answer is in the key; identical requests in flight share one engine call.
-            key = (bundle.name, query.state, query.prefix, query.n, query.max_tokens, query.use_reward, query.client_prompt)
+            key = (
+                bundle.name, query.state, query.prefix, query.n, query.max_tokens, query.use_reward,
+                query.client_prompt, priority_class,
+            )
             answer = await self.flights.run(key, bundle_call)
         else:
             answer = await bundle_call()
+        ctx.replica, ctx.prompt_tokens, ctx.cached_prompt_tokens = (
+            answer.replica, answer.prompt_tokens, answer.cached_prompt_tokens
+        )
         tactics = answer.candidates
         if bundle.dedup.enabled and self.dedup_store is not None:
             tactics = await self._skip_returned(bundle.name, query, tactics, ctx)
         record_candidates(bundle.name, len(tactics))
         ranked = await self._rank_by_progress(scorer, query, tactics, ctx) if scorer is not None else tactics
         request_logger(ctx.request_id).info(
-            "generate model={} input_chars={} prefix_chars={} sampled={} returned={} scorer={} in {:.3f}s",
+            "generate model={} input_chars={} prefix_chars={} sampled={} returned={} scorer={} replica={} "
+            "priority={} in {:.3f}s",
             bundle.name, len(query.state), len(query.prefix), answer.sampled, len(ranked),
-            scorer.name if scorer else None, time.perf_counter() - started,
+            scorer.name if scorer else None, answer.replica, priority_class, time.perf_counter() - started,
         )
         return ranked
+
+    async def suggest_tactics_batch(
+        self, queries: list[TacticQuery], ctx: RequestContext
+    ) -> list[list[ScoredTactic | ProgressCandidate] | LeanServeError]:
+        """One answer per query, in order: its candidates, or the error it alone met. The items fan out at once
+        under the request's one deadline, each its own engine request (its n samples together); cancelling
+        this call (the client left) cancels them all, and with them their engine requests."""
+        check_batch_size(len(queries), self.args.limits)
+        if queries:  # n and max_tokens are the batch's: a bad one fails it whole, not every item alike
+            check_sampling_limits(queries[0].n, queries[0].max_tokens, self.args.limits)
+        started = time.perf_counter()
+        # Each item its own context (the answer's replica and tokens), all under the request's one deadline.
+        contexts = [dataclasses.replace(ctx, priority_class=BATCH_ROUTE_CLASS) for _ in queries]
+
+        async def one(query: TacticQuery, item_ctx: RequestContext):
+            try:
+                return await self.suggest_tactics(query, item_ctx)
+            except LeanServeError as exc:
+                return exc
+
+        results = await asyncio.gather(*(one(q, c) for q, c in zip(queries, contexts, strict=True)))
+        reached = {c.bundle for c in contexts}
+        if len(reached) == 1:
+            ctx.bundle = reached.pop()  # the metrics label of the whole batch
+        request_logger(ctx.request_id).info(
+            "generate_batch items={} failed={} in {:.3f}s",
+            len(queries), sum(isinstance(r, LeanServeError) for r in results), time.perf_counter() - started,
+        )
+        return results
+
+    async def _admitted_call(
+        self, bundle: str, priority_class: PriorityClass, sequences: int, work: int, request, ctx: RequestContext
+    ) -> BundleAnswer:
+        """The bundle call, once admission lets its sequences in (else OverloadedError, a 503 at once)."""
+        gate = self.admission[bundle]
+        ticket = gate.admit(priority_class, sequences, work, ctx.deadline.remaining())
+        completed = False
+        try:
+            answer = await await_handle_call(self.bundles[bundle].answer.remote(request), ctx.deadline.remaining())
+            completed = True
+            return answer
+        finally:
+            gate.release(ticket, completed)
 
     def _scorer_for(self, bundle: BundleConfig) -> ScorerConfig:
         scorer = self.args.scorer_for(bundle)
@@ -195,8 +267,14 @@ class TacticService:
         check_proof_request(query.theorem, query.problem, query.n, query.max_tokens, self.args.limits)
         bundle = self.registry.resolve(query.name, "prove")
         ctx.bundle = bundle.name
-        request = ProofRequest(ctx.request_id, query.theorem, query.problem, query.n, query.max_tokens)
-        answer = await await_handle_call(self.bundles[bundle.name].answer.remote(request), ctx.deadline.remaining())
+        request = ProofRequest(
+            ctx.request_id, query.theorem, query.problem, query.n, query.max_tokens,
+            priority=engine_priority(ctx.priority_class), routing_key=routing_key(query.theorem, ctx.session_id),
+        )
+        sequences = query.n or bundle.sampling.n
+        work = sequences * (query.max_tokens or bundle.sampling.max_tokens)
+        answer = await self._admitted_call(bundle.name, ctx.priority_class, sequences, work, request, ctx)
+        ctx.replica = answer.replica
         request_logger(ctx.request_id).info(
             "prove model={} theorem_chars={} sampled={} returned={} in {:.3f}s",
             bundle.name, len(query.theorem), answer.sampled, len(answer.candidates), time.perf_counter() - started,
@@ -216,20 +294,27 @@ class TacticService:
         return self.registry.bundles
 
     async def health(self) -> HealthReport:
-        """Every bundle's engine and every scorer, each asked its own health check at once."""
-        models = await self._probe(self.bundles, bundles_to_probe(self.args.models))
+        """The readiness report, from a probe at most `health_min_interval_s` old (deployments/health.py)."""
+        return await self.health_cache.report()
+
+    async def _probe_all(self) -> HealthReport:
+        """Every bundle's engine and every scorer, each asked its own (cheap) health state at once."""
+        models, scorers = await asyncio.gather(
+            self._probe(self.bundles, bundles_to_probe(self.args.models)), self._probe(self.scorers, list(self.scorers))
+        )
         models.update({b.name: SCALES_TO_ZERO for b in self.args.models if b.name not in models})
-        scorers = await self._probe(self.scorers, list(self.scorers))
         return HealthReport(models, scorers)
 
     async def _probe(self, handles: Mapping[str, Handle], names: list[str]) -> dict[str, str]:
-        too_slow = ServiceUnavailableError("The engine did not answer its health check in time.")
         timeout_s = self.args.ingress.health_timeout_s
-        results = await asyncio.gather(
-            *(await_handle_call(handles[n].health.remote(), timeout_s, too_slow) for n in names),
-            return_exceptions=True,
-        )
-        return {
-            name: ("ok" if not isinstance(result, BaseException) else describe_failure(result))
-            for name, result in zip(names, results, strict=True)
-        }
+
+        async def probe(name: str) -> Any:
+            call = handles[name].health.remote()
+            try:
+                return await asyncio.wait_for(call, timeout_s)
+            except TimeoutError:
+                call.cancel()
+                raise
+
+        results = await asyncio.gather(*(probe(n) for n in names), return_exceptions=True)
+        return {name: state_of(result) for name, result in zip(names, results, strict=True)}

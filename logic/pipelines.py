@@ -65,12 +65,15 @@ class Pipeline(ABC, Generic[RequestT]):
         self.sampling = sampling
 
     async def answer(self, request: RequestT) -> BundleAnswer:
-        sampling = self._sampling_for(request, resolve_sampling(self.sampling, request.n, request.max_tokens))
+        sampling = self._sampling_for(
+            request, resolve_sampling(self.sampling, request.n, request.max_tokens, request.priority)
+        )
         output = await self._sample(request, sampling)
         return BundleAnswer(
             candidates=self._extract(output.completions, request),
             sampled=len(output.completions),
             prompt_tokens=output.prompt_tokens,
+            cached_prompt_tokens=output.cached_prompt_tokens,
             generated_tokens=output.generated_tokens,
         )
 

@@ -37,15 +37,26 @@ def check_encode_request(text: str, limits: RequestLimits) -> None:
     check_text_size("input", text, limits.max_input_chars)
 
 
-def resolve_sampling(defaults: SamplingDefaults, n: int | None, max_tokens: int | None) -> SamplingRequest:
-    """The bundle's defaults, with the request's own `n` and `max_tokens` where it gives them."""
+def resolve_sampling(
+    defaults: SamplingDefaults, n: int | None, max_tokens: int | None, priority: int = 0
+) -> SamplingRequest:
+    """The bundle's defaults, with the request's own `n` and `max_tokens` where it gives them. A greedy bundle
+    (temperature 0) samples one candidate: more would all be the same (and vLLM refuses n > 1 there)."""
     return SamplingRequest(
-        n=n or defaults.n,
+        n=1 if defaults.temperature == 0 else (n or defaults.n),
         temperature=defaults.temperature,
         top_p=defaults.top_p,
         max_tokens=max_tokens or defaults.max_tokens,
         stop=tuple(defaults.stop),
+        priority=priority,
     )
+
+
+def check_batch_size(items: int, limits: RequestLimits) -> None:
+    if items == 0:
+        raise InvalidRequestError("items is empty")
+    if items > limits.max_batch_items:
+        raise InputTooLargeError(f"items has {items} entries; the limit is {limits.max_batch_items}")
 
 
 def check_batch(count: int, limits: RequestLimits) -> None:

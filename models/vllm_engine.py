@@ -61,6 +61,8 @@ def build_engine_args(bundle: BundleConfig) -> AsyncEngineArgs:
         "enforce_eager": cfg.enforce_eager,
         # Seed the engine, not each request: a per-request seed replays one random stream for every prompt.
         "seed": cfg.seed,
+        # priority: the request's class (logic/priority.py) orders the engine's waiting queue.
+        "scheduling_policy": cfg.scheduling_policy,
         # LeanServe logs its own per-request lines; vLLM's periodic stats would flood the replica log.
         "disable_log_stats": True,
     }
@@ -107,14 +109,19 @@ def _token_logprobs(output: Any, top_k: int | None) -> tuple[TokenLogprob, ...] 
 
 
 class _SchedulerLoadLogger(StatLoggerBase):
-    """Keeps the scheduler's last running/waiting counts (vLLM calls `record` after each engine step)."""
+    """Keeps the scheduler's last running/waiting counts and the prefix cache's running totals (vLLM calls
+    `record` after each engine step; its prefix-cache stats are that step's queried and hit tokens)."""
 
     def __init__(self, vllm_config: Any, engine_index: int = 0):
         self.load = EngineLoad()
 
     def record(self, scheduler_stats, iteration_stats, mm_cache_stats=None, engine_idx: int = 0) -> None:
         if scheduler_stats is not None:
-            self.load = EngineLoad(scheduler_stats.num_running_reqs, scheduler_stats.num_waiting_reqs)
+            queries, hits = self.load.prefix_cache_queries, self.load.prefix_cache_hits
+            cache = getattr(scheduler_stats, "prefix_cache_stats", None)
+            if cache is not None:
+                queries, hits = queries + cache.queries, hits + cache.hits
+            self.load = EngineLoad(scheduler_stats.num_running_reqs, scheduler_stats.num_waiting_reqs, queries, hits)
 
     def log_engine_initialized(self) -> None:
         pass
@@ -145,7 +152,8 @@ class VLLMEngine:
     async def _outputs(self, prompt: str, sampling: SamplingRequest, request_id: str, stream: bool) -> AsyncIterator[Any]:
         try:
             # If the consumer is cancelled (client gone, deadline), AsyncLLM.generate aborts the request.
-            async for output in self._engine.generate(prompt, to_sampling_params(sampling, stream), request_id):
+            params = to_sampling_params(sampling, stream)
+            async for output in self._engine.generate(prompt, params, request_id, priority=sampling.priority):
                 yield output
         except EngineDeadError as exc:
             raise ServiceUnavailableError("The model's engine stopped; its replica is being replaced.") from exc
@@ -171,7 +179,11 @@ class VLLMEngine:
             )
             for c in final.outputs
         ]
-        return EngineOutput(completions=completions, prompt_tokens=len(final.prompt_token_ids or ()))
+        return EngineOutput(
+            completions=completions,
+            prompt_tokens=len(final.prompt_token_ids or ()),
+            cached_prompt_tokens=final.num_cached_tokens or 0,
+        )
 
     async def generate_stream(self, prompt: str, sampling: SamplingRequest, request_id: str) -> AsyncIterator[StreamChunk]:
         first = True
@@ -195,9 +207,12 @@ class VLLMEngine:
 
     def load(self) -> EngineLoad:
         # The scheduler reports only while it steps: once nothing is unfinished, its last report is stale.
-        if self._engine is None or self._load_logger is None or self._engine.get_num_unfinished_requests() == 0:
+        if self._engine is None or self._load_logger is None:
             return EngineLoad()
-        return self._load_logger.load
+        load = self._load_logger.load
+        if self._engine.get_num_unfinished_requests() == 0:
+            return EngineLoad(prefix_cache_queries=load.prefix_cache_queries, prefix_cache_hits=load.prefix_cache_hits)
+        return load
 
     def shutdown(self) -> None:
         if self._engine is not None:

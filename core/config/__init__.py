@@ -10,9 +10,12 @@
 """
 
 from core.config.app import (
-    DEFAULT_ALLOW_NETWORKS,
     DEFAULT_HTTP_HOST,
     DEFAULT_HTTP_PORT,
+    LOOPBACK_NETWORKS,
+    PROXY_BODY_LIMIT_ENV,
+    PROXY_CALLBACK,
+    PROXY_CALLBACK_ENV,
     AppArgs,
     ApplicationSpec,
     HttpOptions,
@@ -20,6 +23,7 @@ from core.config.app import (
     RequestLimits,
     SecuritySettings,
     ServeConfigFile,
+    is_loopback_host,
     load_serve_config,
     parse_app_args,
     with_env_scorer,
@@ -40,7 +44,13 @@ from core.config.bundle import (
     TransformersEngineConfig,
     WholeProofConfig,
 )
-from core.config.deployment import AutoscalingSettings, DeploymentSettings
+from core.config.deployment import (
+    AdmissionSettings,
+    AffinitySettings,
+    AutoscalingSettings,
+    BundleDeploymentSettings,
+    DeploymentSettings,
+)
 from core.config.remote import REMOTE_ENGINES, CrossCallDedupConfig, RemoteApi, RemoteEngineConfig
 from core.config.scorer import (
     DEVICE_ENV,
@@ -55,7 +65,11 @@ from core.config.scorer import (
 
 __all__ = [
     "BUNDLE_NAME_PATTERN",
-    "DEFAULT_ALLOW_NETWORKS",
+    "LOOPBACK_NETWORKS",
+    "PROXY_BODY_LIMIT_ENV",
+    "PROXY_CALLBACK",
+    "PROXY_CALLBACK_ENV",
+    "is_loopback_host",
     "DEFAULT_HTTP_HOST",
     "DEFAULT_HTTP_PORT",
     "DEFAULT_PRESET",
@@ -69,6 +83,9 @@ __all__ = [
     "ConfigError",
     "CrossCallDedupConfig",
     "DeploymentSettings",
+    "AdmissionSettings",
+    "AffinitySettings",
+    "BundleDeploymentSettings",
     "EncoderConfig",
     "EngineConfig",
     "FewShotExample",

@@ -12,7 +12,7 @@ from typing import Any, Literal
 from pydantic import Field, field_validator, model_validator
 
 from core.config.base import StrictModel, resolve_local_path
-from core.config.deployment import DeploymentSettings
+from core.config.deployment import BundleDeploymentSettings
 from core.config.remote import REMOTE_ENGINES, CrossCallDedupConfig, RemoteEngineConfig
 
 BUNDLE_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:/@+-]*$"
@@ -96,6 +96,10 @@ class EngineConfig(StrictModel):
     enable_prefix_caching: bool = Field(default=True, description="Reuse the KV cache of shared prompt prefixes.")
     enforce_eager: bool = Field(default=False, description="Skip graph capture/compilation (faster start).")
     seed: int = Field(default=0, description="Engine seed (requests are not seeded one by one).")
+    # With priority, an interactive request waiting in the engine is scheduled before queued batch ones.
+    scheduling_policy: Literal["priority", "fcfs"] = Field(
+        default="priority", description="vLLM's scheduler order: by request priority class, or arrival only."
+    )
     extra: dict[str, Any] = Field(
         default_factory=dict, description="Any other AsyncEngineArgs field, checked by name at engine start."
     )
@@ -172,7 +176,7 @@ class BundleConfig(StrictModel):
     whole_proof: WholeProofConfig | None = Field(
         default=None, description="Prompt of a task: whole_proof bundle (None: its defaults)."
     )
-    deployment: DeploymentSettings = Field(default_factory=DeploymentSettings, description="See below.")
+    deployment: BundleDeploymentSettings = Field(default_factory=BundleDeploymentSettings, description="See below.")
     encoder: EncoderConfig | None = Field(default=None, description="Answers /encode; None: 400 on /encode.")
     remote: RemoteEngineConfig | None = Field(
         default=None, description="Engines openai, anthropic, gemini: how to reach the API (see below)."
@@ -271,6 +275,12 @@ class BundleConfig(StrictModel):
         ]
 
     @property
+    def admitted_sequences_per_class(self) -> int:
+        """Sequences one replica may hold per priority class (its batch plus the queued batches): the hard
+        bound of admission, whatever the deadline estimate says."""
+        return (self.deployment.admission.queued_batches + 1) * self.engine_args.max_num_seqs
+
+    @property
     def answers_chat_turns(self) -> bool:
         """Whether the bundle's own prompt is a chat (a local chat template, or a remote chat API): a client's
         chat prompt (LLMLean's) is then asked as it is, where other bundles get the state taken out of it."""
@@ -278,15 +288,18 @@ class BundleConfig(StrictModel):
 
     @property
     def max_ongoing_requests(self) -> int:
-        """Concurrent requests a replica accepts: enough to fill the engine's batch."""
+        """Concurrent requests a replica accepts: by default all that admission may send it (a request is at
+        least one sequence), so waiting happens in the engine's queue, which is ordered by priority."""
         explicit = self.deployment.max_ongoing_requests
-        return explicit if explicit is not None else self.engine_args.max_num_seqs
+        return explicit if explicit is not None else 2 * self.admitted_sequences_per_class
 
     @property
     def max_queued_requests(self) -> int:
-        """Requests that may wait for a slot: one more engine batch; beyond it the client gets 503 at once."""
+        """Requests a caller's Serve queue may hold while it routes them; beyond it the client gets 503 at once.
+        Admission (deployment.admission) is the gate in front of it, so by default this bound is no tighter
+        (a burst of admitted requests waits here for a moment, to be routed)."""
         explicit = self.deployment.max_queued_requests
-        return explicit if explicit is not None else self.engine_args.max_num_seqs
+        return explicit if explicit is not None else self.max_ongoing_requests
 
     @property
     def deployment_name(self) -> str:

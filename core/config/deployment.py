@@ -45,6 +45,38 @@ class AutoscalingSettings(StrictModel):
         return self
 
 
+RequestRouterName = Literal["power_of_two", "prefix_affinity"]
+
+
+class AdmissionSettings(StrictModel):
+    """How much work the ingress admits for one bundle, counted in sequences (requests x n), per priority class.
+
+    A request is admitted when the work ahead of it (its class and those above) plus its own can finish within
+    what is left of its deadline at the bundle's measured service rate; else 503 with a Retry-After from the
+    same estimate. The hard bound below holds whatever the estimate says (deployments/service.py, logic/admission.py).
+    """
+
+    queued_batches: int = Field(
+        default=32, ge=1,
+        description="Waiting work per replica and priority class, in engine batches (max_num_seqs sequences each).",
+    )
+    rate_window_s: float = Field(
+        default=1.0, gt=0, description="Shortest saturated interval one service-rate sample is measured over."
+    )
+    rate_smoothing: float = Field(
+        default=0.3, gt=0, le=1, description="Weight of the newest sample in the service rate's moving average."
+    )
+
+
+class AffinitySettings(StrictModel):
+    """The prefix_affinity router: a key's requests go to its rendezvous-hashed replica until that one is full."""
+
+    # A replica past its cap gets no more affinity traffic: the request goes to the least-loaded replica.
+    load_cap: int | None = Field(
+        default=None, ge=1, description="Sequences in flight on a replica before its keys spill; None: max_num_seqs."
+    )
+
+
 class DeploymentSettings(StrictModel):
     """Ray Serve settings of one deployment."""
 
@@ -75,3 +107,27 @@ class DeploymentSettings(StrictModel):
         default=None, ge=0, description="Drain time before a replica stops; None: the request deadline + 10 s."
     )
     env_vars: dict[str, str] = Field(default_factory=dict, description="Environment of the replica process.")
+
+
+class BundleDeploymentSettings(DeploymentSettings):
+    """A bundle's deployment: the shared settings, plus how callers route to its replicas and admit work."""
+
+    # Serve's queue in front of a replica is first come, first served; the engine's is ordered by priority.
+    # So by default a replica takes all the work admission may send it, and an interactive request overtakes
+    # queued batch work inside the engine.
+    max_ongoing_requests: int | None = Field(
+        default=None, ge=1,
+        description="Concurrent requests per replica; None: all that admission may send it (both classes' bounds).",
+    )
+    max_queued_requests: int | None = Field(
+        default=None, ge=1,
+        description="Requests waiting per caller to be routed (503 beyond); None: as many as max_ongoing_requests.",
+    )
+
+    request_router: RequestRouterName = Field(
+        default="power_of_two",
+        description="How a caller picks a replica: Serve's power-of-two, or prefix_affinity (same key, same "
+        "replica, so vLLM's prefix cache hits; bundles only).",
+    )
+    affinity: AffinitySettings = Field(default_factory=AffinitySettings, description="See below.")
+    admission: AdmissionSettings = Field(default_factory=AdmissionSettings, description="See below.")

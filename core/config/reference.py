@@ -23,7 +23,7 @@ from core.config.bundle import (
     TransformersEngineConfig,
     WholeProofConfig,
 )
-from core.config.deployment import AutoscalingSettings, DeploymentSettings
+from core.config.deployment import AdmissionSettings, AffinitySettings, AutoscalingSettings, BundleDeploymentSettings
 from core.config.remote import CrossCallDedupConfig, RemoteEngineConfig
 from core.config.scorer import MixingConfig, ScorerConfig, ScorerDeploymentSettings
 
@@ -40,8 +40,10 @@ SECTIONS: list[tuple[str, type[BaseModel]]] = [
     ("args.models[].engine_args", EngineConfig),
     ("args.models[].transformers", TransformersEngineConfig),
     ("args.models[].whole_proof", WholeProofConfig),
-    ("args.models[].deployment", DeploymentSettings),
+    ("args.models[].deployment", BundleDeploymentSettings),
     ("args.models[].deployment.autoscaling", AutoscalingSettings),
+    ("args.models[].deployment.affinity", AffinitySettings),
+    ("args.models[].deployment.admission", AdmissionSettings),
     ("args.models[].encoder", EncoderConfig),
     ("args.models[].remote", RemoteEngineConfig),
     ("args.models[].dedup", CrossCallDedupConfig),

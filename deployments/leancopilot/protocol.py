@@ -20,6 +20,28 @@ class GenerateRequest(BaseModel):
     max_tokens: int | None = Field(default=None, ge=1, description="Tokens per candidate (default: the bundle's).")
 
 
+class BatchItem(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    input: str = Field(description="The pretty-printed Lean tactic state.")
+    prefix: str | None = Field(default=None, description="Every output starts with it; '' or null: none.")
+
+
+class GenerateBatchRequest(BaseModel):
+    """POST /generate_batch: many states of one search at once (a LeanServe route), one answer per item."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    name: str = Field(description="A bundle name or alias (see GET /models).")
+    items: list[BatchItem] = Field(description="The states to expand; at most limits.max_batch_items.")
+    use_reward: bool = Field(default=False, description="Rank by the LeanProgress scorer.")
+    n: int | None = Field(default=None, ge=1, description="Candidates per item (default: the bundle's).")
+    max_tokens: int | None = Field(default=None, ge=1, description="Tokens per candidate (default: the bundle's).")
+    session_id: str | None = Field(
+        default=None, max_length=256, description="Routes every item to one replica (e.g. the theorem's name)."
+    )
+
+
 class Candidate(BaseModel):
     output: str
     score: float
@@ -30,6 +52,22 @@ class Candidate(BaseModel):
 
 class GenerateResponse(BaseModel):
     outputs: list[Candidate]
+
+
+class ItemError(BaseModel):
+    status: int
+    detail: str
+
+
+class BatchResult(BaseModel):
+    """One item's answer: its `outputs` as /generate gives them, or the `error` it alone met."""
+
+    outputs: list[Candidate] | None = None
+    error: ItemError | None = None
+
+
+class GenerateBatchResponse(BaseModel):
+    results: list[BatchResult]
 
 
 class ProveRequest(BaseModel):

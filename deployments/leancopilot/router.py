@@ -5,14 +5,18 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 
-from core.errors import ServiceUnavailableError
+from core.errors import LeanServeError
 from core.request_context import RequestContext
 from deployments.leancopilot.protocol import (
+    BatchResult,
     Candidate,
     EncodeRequest,
     EncodeResponse,
+    GenerateBatchRequest,
+    GenerateBatchResponse,
     GenerateRequest,
     GenerateResponse,
+    ItemError,
     ModelInfo,
     ModelsResponse,
     ProofCandidate,
@@ -41,6 +45,29 @@ async def generate(
     return GenerateResponse(outputs=[Candidate.model_validate(c, from_attributes=True) for c in ranked])
 
 
+@router.post("/generate_batch", response_model=GenerateBatchResponse)
+async def generate_batch(
+    body: GenerateBatchRequest, service: TacticService = Depends(get_service), ctx: RequestContext = Depends(get_context)
+) -> JSONResponse:
+    """One /generate answer per item, in order; an item's own error (413, 422, 503, 504...) stays in its slot.
+    Each result holds `outputs` or `error`, never both (so the other key is left out, not null)."""
+    queries = [
+        TacticQuery(body.name, item.input, item.prefix or "", body.use_reward, body.n, body.max_tokens, body.session_id)
+        for item in body.items
+    ]
+    results = await service.suggest_tactics_batch(queries, ctx)
+    return JSONResponse(
+        {
+            "results": [
+                BatchResult(error=ItemError(status=r.status_code, detail=r.detail)).model_dump(exclude_none=True)
+                if isinstance(r, LeanServeError)
+                else {"outputs": [Candidate.model_validate(c, from_attributes=True).model_dump() for c in r]}
+                for r in results
+            ]
+        }
+    )
+
+
 @router.post("/prove", response_model=ProveResponse)
 async def prove(
     body: ProveRequest, service: TacticService = Depends(get_service), ctx: RequestContext = Depends(get_context)
@@ -62,18 +89,4 @@ async def encode(
 async def models(service: TacticService = Depends(get_service)) -> ModelsResponse:
     return ModelsResponse(
         models=[ModelInfo(name=b.name, aliases=list(b.aliases), routes=list(b.routes)) for b in service.models()]
-    )
-
-
-@router.get("/health")
-async def health(service: TacticService = Depends(get_service)) -> JSONResponse:
-    """200 only when every bundle's engine and every scorer answers its own health check in time."""
-    report = await service.health()
-    extra = {"scorers": report.scorers} if report.scorers else {}
-    if report.healthy:
-        return JSONResponse({"status": "ok", "models": report.models, **extra})
-    return JSONResponse(
-        status_code=503,
-        content={"detail": "Some models cannot answer.", "status": "unavailable", "models": report.models, **extra},
-        headers={"Retry-After": str(ServiceUnavailableError.retry_after_s)},
     )

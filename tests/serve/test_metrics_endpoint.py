@@ -75,6 +75,8 @@ def test_request_metrics_reach_the_prometheus_endpoint(metrics_app):
         metrics.REQUEST_LATENCY.prometheus_name + "_count": lambda s: total(s, bundle=GENERATOR, route="generate") == 4,
         metrics.ENGINE_RUNNING.prometheus_name: lambda s: any(labels.get("bundle") == GENERATOR for labels, _ in s),
         metrics.ENGINE_WAITING.prometheus_name: lambda s: any(labels.get("bundle") == GENERATOR for labels, _ in s),
+        # vLLM looks every prompt up in its prefix cache (hits need a shared full KV block: none here).
+        metrics.PREFIX_CACHE_QUERIES.prometheus_name: lambda s: total(s, bundle=GENERATOR) > 0,
     }
     scraping = time.monotonic()
     deadline = scraping + SCRAPE_TIMEOUT_S

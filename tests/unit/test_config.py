@@ -10,8 +10,10 @@ SHIPPED_CONFIGS = ["serve_config.yaml", "configs/local.yaml"]
 
 def test_defaults_size_the_replica_for_batching():
     bundle = BundleConfig(name="m", model="org/model", engine_args={"max_num_seqs": 48})
-    # Serve's own default of 5 ongoing requests would starve a batching engine.
-    assert bundle.max_ongoing_requests == 48
+    # Serve's own default of 5 ongoing requests would starve a batching engine; a replica takes all that
+    # admission may send it (its batch and 32 queued batches per priority class), so the engine orders the wait.
+    assert bundle.admitted_sequences_per_class == 33 * 48
+    assert bundle.max_ongoing_requests == 2 * 33 * 48
     assert bundle.routes == ["generate", "complete"]
     assert bundle.deployment_name == "bundle-m"
 

@@ -12,7 +12,7 @@ import pytest
 from fakes import FakeEngine
 from support import LEANCOPILOT_HEADERS, leancopilot_bytes
 
-from core.config import AppArgs
+from core.config import AppArgs, SecuritySettings
 from deployments.bundle import BundleServer
 from deployments.http_app import build_http_app
 from deployments.service import TacticService
@@ -115,7 +115,8 @@ def client(app) -> httpx.AsyncClient:
 
 async def post(app, path: str, payload: dict, **kwargs) -> httpx.Response:
     async with client(app) as http:
-        return await http.post(path, content=leancopilot_bytes(payload), headers=LEANCOPILOT_HEADERS, **kwargs)
+        headers = {**LEANCOPILOT_HEADERS, **kwargs.pop("headers", {})}
+        return await http.post(path, content=leancopilot_bytes(payload), headers=headers, **kwargs)
 
 
 async def test_generate_goes_through_service_bundle_and_pipeline():
@@ -177,8 +178,30 @@ async def test_errors_keep_the_contracts_shape():
     assert malformed.status_code == 422 and malformed.json()["detail"].startswith("Malformed request: input:")
 
 
+async def test_with_keys_loopback_needs_one_too_and_without_keys_strangers_are_refused():
+    args = app_args()
+    body = leancopilot_bytes({"input": "⊢ True", "name": "tiny", "prefix": ""})
+    keyed = ApiKeyGate.from_settings(SecuritySettings(api_keys_env="KEYS"), environ={"KEYS": "k-1"})
+    closed = ApiKeyGate.from_settings(args.security, environ={})  # the default: no keys configured
+    answers = {}
+    for name, gate, host in [
+        ("keyed-loopback", keyed, "127.0.0.1"),  # a same-host forwarder makes any stranger look like this
+        ("closed-stranger", closed, "192.0.2.7"),
+        ("closed-loopback", closed, "127.0.0.1"),
+    ]:
+        app = await make_app(args, FakeClock(), Scorer(), gate=gate)
+        transport = httpx.ASGITransport(app=app, client=(host, 40000))
+        async with httpx.AsyncClient(transport=transport, base_url="http://leanserve") as http:
+            answers[name] = await http.post("/generate", content=body, headers=LEANCOPILOT_HEADERS)
+    assert answers["keyed-loopback"].status_code == 401
+    assert answers["keyed-loopback"].json() == {"detail": "An API key is required: send `Authorization: Bearer <key>`."}
+    assert answers["closed-stranger"].status_code == 401
+    assert "own machine only" in answers["closed-stranger"].json()["detail"]
+    assert answers["closed-loopback"].status_code == 200 and answers["closed-loopback"].json()["outputs"]
+
+
 async def test_the_key_gate_answers_before_the_body_is_parsed():
-    gate = ApiKeyGate(["k-1"], allow_networks=[])  # loopback too must send the key
+    gate = ApiKeyGate(["k-1"])  # loopback too must send the key
     app = await make_app(app_args(), FakeClock(), Scorer(), gate=gate)
     async with client(app) as http:
         stranger = await http.post("/generate", content=b"{not json", headers=LEANCOPILOT_HEADERS)
@@ -201,3 +224,101 @@ async def test_models_lists_every_bundle_with_its_routes():
             {"name": "retriever", "aliases": [], "routes": ["encode"]},
         ]
     }
+
+
+class RecordingEngine(FakeEngine):
+    """Records each engine request's priority; a state that says `hang` never finishes (until cancelled)."""
+
+    priorities: list[int] = []
+    cancelled = 0
+
+    async def generate(self, prompt, sampling, request_id):
+        if not request_id.startswith("warmup"):
+            RecordingEngine.priorities.append(sampling.priority)
+        if "hang" in prompt:
+            try:
+                await asyncio.Event().wait()
+            except asyncio.CancelledError:
+                RecordingEngine.cancelled += 1
+                raise
+        return await super().generate(prompt, sampling, request_id)
+
+
+async def test_generate_batch_answers_each_item_in_order_with_its_own_error():
+    args = app_args(limits={"max_input_chars": 100, "max_batch_items": 4})
+    app = await make_app(args, FakeClock(), Scorer())
+    items = [{"input": "⊢ a", "prefix": "intro"}, {"input": "⊢ " + "x" * 200}, {"input": "⊢ b", "prefix": "simp"}]
+    response = await post(app, "/generate_batch", {"name": "tiny", "items": items, "n": 2})
+    assert response.status_code == 200, response.text
+    results = response.json()["results"]
+    assert [[o["output"] for o in r["outputs"]] for r in (results[0], results[2])] == [
+        ["intro test_0", "intro test_1"], ["simp test_0", "simp test_1"]
+    ]
+    assert results[1] == {"error": {"status": 413, "detail": "input is 202 characters; the limit is 100"}}
+    too_many = await post(app, "/generate_batch", {"name": "tiny", "items": [{"input": "⊢ a"}] * 5})
+    assert too_many.status_code == 413 and too_many.json() == {"detail": "items has 5 entries; the limit is 4"}
+    unknown = await post(app, "/generate_batch", {"name": "nope", "items": [{"input": "⊢ a"}]})
+    assert unknown.json()["results"][0]["error"]["status"] == 404
+
+
+@pytest.mark.timeout(30)
+async def test_a_batch_item_past_the_deadline_gets_504_in_its_slot_and_its_engine_call_is_cancelled():
+    RecordingEngine.cancelled = 0
+    args = app_args(ingress={"request_timeout_s": 0.5})
+    app = await make_app(args, FakeClock(), Scorer(), engine_factory=RecordingEngine)
+    app.state.service.clock = __import__("time").monotonic  # a real clock: the deadline must pass for real
+    items = [{"input": "⊢ a"}, {"input": "⊢ hang"}, {"input": "⊢ b"}]
+    response = await post(app, "/generate_batch", {"name": "tiny", "items": items})
+    results = response.json()["results"]
+    assert "outputs" in results[0] and "outputs" in results[2]
+    assert results[1] == {"error": {"status": 504, "detail": "Generation timed out."}}
+    await asyncio.sleep(0)
+    assert RecordingEngine.cancelled == 1
+
+
+async def test_the_priority_class_reaches_the_engine():
+    RecordingEngine.priorities = []
+    gate = ApiKeyGate({"editor-key": "interactive", "search-key": "batch"})
+    app = await make_app(app_args(), FakeClock(), Scorer(), engine_factory=RecordingEngine, gate=gate)
+    body = {"input": "⊢ True", "name": "tiny", "prefix": ""}
+    editor = {"Authorization": "Bearer editor-key"}
+    assert (await post(app, "/generate", body, headers=editor)).status_code == 200
+    await post(app, "/generate", {**body, "input": "⊢ 1"}, headers={**editor, "X-Priority": "batch"})
+    search = {"Authorization": "Bearer search-key", "X-Priority": "interactive"}
+    await post(app, "/generate", {**body, "input": "⊢ 2"}, headers=search)
+    await post(app, "/generate_batch", {"name": "tiny", "items": [{"input": "⊢ 3"}]}, headers=editor)
+    assert RecordingEngine.priorities == [0, 1, 1, 1]
+    bad = await post(app, "/generate", body, headers={**editor, "X-Priority": "now!"})
+    assert bad.status_code == 422 and "X-Priority" in bad.json()["detail"]
+
+
+async def test_the_answer_names_its_replica_and_prompt_tokens():
+    app = await make_app(app_args(), FakeClock(), Scorer())
+    response = await post(app, "/generate", {"input": "⊢ True", "name": "tiny", "prefix": ""})
+    assert response.headers["X-LeanServe-Replica"] == "local"
+    assert int(response.headers["X-LeanServe-Prompt-Tokens"]) == len("⊢ True:::")
+    assert response.headers["X-LeanServe-Cached-Tokens"] == "0"
+
+
+async def test_beyond_the_admission_bound_the_answer_is_503_with_retry_after():
+    RecordingEngine.cancelled, RecordingEngine.priorities = 0, []
+    # One sequence per batch and one queued batch: two sequences per class.
+    bundle = {"name": "tiny", "model": "fake", "prompt": {"template": "{state}:::"}, "sampling": {"n": 1},
+              "engine_args": {"max_num_seqs": 1}, "deployment": {"admission": {"queued_batches": 1}}}
+    args = AppArgs.model_validate({"ingress": {"request_timeout_s": TIMEOUT_S}, "models": [bundle]})
+    app = await make_app(args, FakeClock(), Scorer(), engine_factory=RecordingEngine)
+    async with client(app) as http:
+        hanging = [
+            asyncio.create_task(http.post("/generate", json={"input": f"⊢ hang {i}", "name": "tiny"}))
+            for i in range(2)
+        ]
+        while len(RecordingEngine.priorities) < 2:  # both in the engine
+            await asyncio.sleep(0)
+        refused = await http.post("/generate", json={"input": "⊢ one more", "name": "tiny"})
+        editor_lane_full = await http.post("/generate", json={"input": "⊢ search", "name": "tiny"},
+                                           headers={"X-Priority": "batch"})
+        for task in hanging:
+            task.cancel()
+    assert refused.status_code == 503 and refused.headers["Retry-After"] == "5"
+    assert "bound of 2" in refused.json()["detail"]
+    assert editor_lane_full.status_code == 200  # the other class has its own bound
