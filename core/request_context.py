@@ -45,3 +45,8 @@ class RequestContext:
     request_id: str
     deadline: Deadline
     bundle: str = UNKNOWN_BUNDLE
+    # Whose cross-call dedup memory the request uses (logic/dedup.py's caller_scope); the HTTP app sets it.
+    caller: str = ""
+    # Optional hops skipped for this answer (e.g. "scorer-unavailable"): the HTTP app reports them in the
+    # X-LeanServe-Degraded response header.
+    degraded: list[str] = field(default_factory=list)

@@ -27,9 +27,12 @@ from deployments.leancopilot.router import router as leancopilot_router
 from deployments.metrics import record_request
 from deployments.ray_errors import as_leanserve_error
 from deployments.service import TacticService
-from logic.auth import ApiKeyGate
+from logic.auth import ApiKeyGate, bearer_token
+from logic.dedup import caller_scope
 
 REQUEST_ID_HEADER = "X-Request-Id"
+# Which optional hops an answer went without (ctx.degraded, e.g. "scorer-unavailable"; docs/scoring.md).
+DEGRADED_HEADER = "X-LeanServe-Degraded"
 METERED_ROUTES = {"/generate": "generate", "/prove": "prove", "/encode": "encode"}
 _ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     status: {"model": ErrorResponse} for status in (400, 401, 404, 413, 422, 503, 504)
@@ -96,8 +99,15 @@ def _add_middlewares(app: FastAPI, service: TacticService, gate: ApiKeyGate | No
     @app.middleware("http")
     async def request_context(request: Request, call_next):
         # Outside Serve (unit tests) there is no X-Request-Id from the proxy: make one.
-        request.state.context = service.new_context(request.headers.get(REQUEST_ID_HEADER) or uuid.uuid4().hex)
-        return await call_next(request)
+        context = service.new_context(request.headers.get(REQUEST_ID_HEADER) or uuid.uuid4().hex)
+        # Cross-call dedup's scope: the caller's key where keys are in use (the gate checks it), else its address.
+        key = bearer_token(request.headers.get("authorization")) if gate is not None else None
+        context.caller = caller_scope(key, request.client.host if request.client else None)
+        request.state.context = context
+        response = await call_next(request)
+        if context.degraded:
+            response.headers[DEGRADED_HEADER] = ", ".join(dict.fromkeys(context.degraded))
+        return response
 
 
 def _add_error_handlers(app: FastAPI) -> None:

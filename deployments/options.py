@@ -25,9 +25,14 @@ INGRESS_DEPLOYMENT_NAME = "ingress"
 DEDUP_DEPLOYMENT_NAME = "dedup-store"
 # A stopping replica waits for the longest request it may hold, plus this for the answer to travel back.
 SHUTDOWN_MARGIN_S = 10.0
-# The dedup store: one replica (the memory lives in it), many small calls, a sliver of a CPU.
+# The dedup store: one replica (the memory lives in it), many small calls, a sliver of a CPU. Its calls never
+# await, so they run one at a time anyway; a bounded queue makes a flood get quick 503s (the ingress then
+# returns the candidates unfiltered) instead of a backlog of calls in its memory.
 DEDUP_STORE_SETTINGS = DeploymentSettings(
-    num_cpus=0.05, max_ongoing_requests=1024, autoscaling=AutoscalingSettings(min_replicas=1, max_replicas=1)
+    num_cpus=0.05,
+    max_ongoing_requests=64,
+    max_queued_requests=256,
+    autoscaling=AutoscalingSettings(min_replicas=1, max_replicas=1),
 )
 
 
@@ -139,7 +144,10 @@ def scorer_spec(scorer: ScorerConfig) -> ReplicaSpec:
 
 def dedup_store_spec() -> ReplicaSpec:
     settings = DEDUP_STORE_SETTINGS
-    return ReplicaSpec(DEDUP_DEPLOYMENT_NAME, settings, batch_size=1, max_ongoing_requests=settings.max_ongoing_requests)
+    return ReplicaSpec(
+        DEDUP_DEPLOYMENT_NAME, settings, batch_size=1, max_ongoing_requests=settings.max_ongoing_requests,
+        max_queued_requests=settings.max_queued_requests,
+    )
 
 
 def ingress_options(settings: IngressSettings) -> dict[str, Any]:

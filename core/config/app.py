@@ -39,6 +39,22 @@ class IngressSettings(StrictModel):
         "then 504, and the engine request is aborted. Replicas drain this long (+10 s) when they stop.",
     )
     health_timeout_s: float = Field(default=10.0, gt=0, description="/health waits this long for each bundle.")
+    # The optional hops: a lost one degrades the answer (docs/scoring.md) instead of failing or stalling it.
+    dedup_timeout_s: float = Field(
+        default=1.0, gt=0, description="/generate waits this long for the dedup store; then the candidates go unfiltered."
+    )
+    scorer_timeout_s: float = Field(
+        default=30.0,
+        gt=0,
+        description="use_reward waits this long for the scorer (within the deadline); then unscored candidates, "
+        "with the X-LeanServe-Degraded header.",
+    )
+    breaker_cooldown_s: float = Field(
+        default=10.0,
+        gt=0,
+        description="After the dedup store or a scorer fails, requests skip it this long (answering degraded at "
+        "once), then one request tries it again.",
+    )
     # Lean re-elaborates a file on every edit and resends the same states while they are still being generated.
     coalesce_identical_requests: bool = Field(
         default=True, description="Concurrent identical /generate requests share one engine call."
@@ -49,8 +65,13 @@ class RequestLimits(StrictModel):
     """What one request may ask for; beyond it the client gets 413 (size) or 422 (value)."""
 
     # Lean's curl sends far less; anything bigger is a mistake or an attack.
-    max_input_chars: int = Field(default=65_536, ge=1, description="Longest `input` (413 beyond).")
-    max_prefix_chars: int = Field(default=4_096, ge=0, description="Longest `prefix` (413 beyond).")
+    # Counted in characters; in UTF-8 bytes where the tokens are bytes (ByT5 bundles, /encode): logic/validation.py.
+    max_input_chars: int = Field(
+        default=65_536, ge=1, description="Longest `input`, in characters; in UTF-8 bytes for ByT5 bundles and /encode (413 beyond)."
+    )
+    max_prefix_chars: int = Field(
+        default=4_096, ge=0, description="Longest `prefix`, in characters; in UTF-8 bytes for ByT5 bundles (413 beyond)."
+    )
     max_n: int = Field(default=32, ge=1, description="Largest `n` a request may ask for (422 beyond).")
     max_tokens: int = Field(default=1_024, ge=1, description="Largest `max_tokens` a request may ask for (422 beyond).")
 
