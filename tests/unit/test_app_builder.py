@@ -39,6 +39,9 @@ def test_dedup_store_is_bound_only_when_a_bundle_opts_in():
     assert without.init_args[3] is None  # (args, bundles, scorers, dedup store)
     with_dedup = build_app(parse_app_args({"models": [{**spec, "dedup": {"enabled": True}}]}))._bound_deployment
     assert with_dedup.init_args[3]._bound_deployment.name == DEDUP_DEPLOYMENT_NAME
+    store = with_dedup.init_args[3]._bound_deployment._deployment_config
+    # A bounded queue: a flood of dedup calls gets quick 503s (answers go unfiltered), not a backlog in memory.
+    assert 0 < store.max_queued_requests <= 1024 and store.max_ongoing_requests <= 256
 
 
 def test_options_carry_health_check_and_env():
