@@ -6,9 +6,10 @@ The pipelines (logic/pipelines.py) and the bundle deployment depend on these onl
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Protocol, runtime_checkable
 
-from core.payloads import ChatMessages, EngineLoad, EngineOutput, SamplingRequest
+from core.payloads import ChatMessages, EngineLoad, EngineOutput, SamplingRequest, StreamChunk
 
 
 @runtime_checkable
@@ -48,6 +49,15 @@ class PrefixForcingEngine(Protocol):
     async def generate_with_prefix(
         self, prompt: str, prefix: str, sampling: SamplingRequest, request_id: str
     ) -> EngineOutput: ...
+
+
+@runtime_checkable
+class StreamingEngine(Protocol):
+    """An engine that hands out each choice's new text as it is sampled (vLLM); the others answer at once."""
+
+    def generate_stream(
+        self, prompt: str | ChatMessages, sampling: SamplingRequest, request_id: str
+    ) -> AsyncIterator[StreamChunk]: ...
 
 
 @runtime_checkable

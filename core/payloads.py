@@ -19,6 +19,19 @@ class SamplingRequest:
     top_p: float
     max_tokens: int
     stop: tuple[str, ...] = ()
+    # Per-token log-probabilities with this many alternatives each (OpenAI's `logprobs`); None: none sent back.
+    logprobs: int | None = None
+    # Sample max_tokens whatever the model says (vLLM's extension; load tests use it for fixed lengths).
+    ignore_eos: bool = False
+
+
+@dataclass(frozen=True)
+class TokenLogprob:
+    """One sampled token of a completion, its log-probability and the most likely alternatives."""
+
+    token: str
+    logprob: float
+    top: tuple[tuple[str, float], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -33,6 +46,8 @@ class Completion:
     # The engine's own probability in [0, 1], where the model's convention is not exp(mean token log-prob):
     # beam search scores exp(sequence log-prob), as LeanCopilot does. None: scored from the log-prob.
     score: float | None = None
+    # Only when the request asked for them (SamplingRequest.logprobs).
+    token_logprobs: tuple[TokenLogprob, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -43,6 +58,25 @@ class EngineOutput:
     @property
     def generated_tokens(self) -> int:
         return sum(c.num_tokens for c in self.completions)
+
+
+@dataclass(frozen=True)
+class CompletionDelta:
+    """What one choice of a streamed completion gained since the last delta."""
+
+    index: int
+    text: str
+    num_tokens: int
+    finish_reason: str | None = None
+    token_logprobs: tuple[TokenLogprob, ...] | None = None
+
+
+@dataclass(frozen=True)
+class StreamChunk:
+    """One step of a streamed completion: the choices that moved, and the prompt's length (first step only)."""
+
+    deltas: list[CompletionDelta]
+    prompt_tokens: int | None = None
 
 
 @dataclass(frozen=True)
@@ -62,6 +96,19 @@ class TacticRequest:
     prefix: str = ""
     n: int | None = None
     max_tokens: int | None = None
+    # The client's own prompt (an LLMLean prompt), asked as the user turn instead of the bundle's prompt.
+    # Only for bundles that answer chat turns; the others get the state and prefix taken out of it.
+    client_prompt: str | None = None
+
+
+@dataclass(frozen=True)
+class CompletionRequest:
+    """A raw completion (/v1/completions, /v1/chat/completions, /api/generate): the prompt goes to the engine as
+    it is, or the turns through the model's chat template (passed through to remote chat APIs)."""
+
+    request_id: str
+    prompt: str | ChatMessages
+    sampling: SamplingRequest
 
 
 @dataclass(frozen=True)

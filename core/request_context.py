@@ -45,8 +45,9 @@ class RequestContext:
     request_id: str
     deadline: Deadline
     bundle: str = UNKNOWN_BUNDLE
-    # Whose cross-call dedup memory the request uses (logic/dedup.py's caller_scope); the HTTP app sets it.
-    caller: str = ""
+    # Who is asking, for state kept across requests (the Ollama sample window, cross-call dedup's scope): a
+    # hash of the API key the client presented, or its address. Never the key itself.
+    client: str = ""
     # Optional hops skipped for this answer (e.g. "scorer-unavailable"): the HTTP app reports them in the
     # X-LeanServe-Degraded response header.
     degraded: list[str] = field(default_factory=list)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 
 from loguru import logger
 from ray import serve
@@ -18,9 +18,10 @@ from core.config import BundleConfig, EncoderConfig
 from core.engine_protocol import GenerationEngine, TextEncoder, engine_not_ready_reason
 from core.errors import ServiceUnavailableError
 from core.log_setup import configure_logging
-from core.payloads import BundleAnswer, ProofRequest, TacticRequest
+from core.payloads import BundleAnswer, CompletionRequest, EngineOutput, ProofRequest, StreamChunk, TacticRequest
 from deployments.metrics import record_engine_load, record_tokens
-from logic.pipelines import Pipeline, build_pipeline
+from logic.completions import RawCompletions
+from logic.pipelines import Pipeline, build_completer, build_pipeline
 from models.chat_template import load_chat_renderer
 from models.engine_factory import make_engine
 
@@ -51,11 +52,13 @@ class BundleServer:
         started = time.perf_counter()
         self.engine: GenerationEngine | None = None
         self.pipeline: Pipeline | None = None
+        self.completer: RawCompletions | None = None
         self.engine_requests = 0  # engine calls since start (shows coalescing at work in /health's report)
         if config.model is not None:
             self.engine = (engine_factory or make_engine)(config)
             await self.engine.start()
             self.pipeline = build_pipeline(config, self.engine, load_chat_renderer)
+            self.completer = build_completer(config, self.engine, load_chat_renderer)
             await self.pipeline.warm_up()
             self._load_reporter = asyncio.create_task(self._report_engine_load())
         self.encoder: TextEncoder | None = None
@@ -87,6 +90,33 @@ class BundleServer:
             time.perf_counter() - started,
         )
         return answer
+
+    async def complete(self, request: CompletionRequest) -> EngineOutput:
+        """A raw completion (the OpenAI and Ollama front doors): the client's prompt, not the bundle's."""
+        started = time.perf_counter()
+        self.engine_requests += 1
+        output = await self.completer.complete(request)
+        record_tokens(self.config.name, output.generated_tokens)
+        logger.bind(request_id=request.request_id).info(
+            "completed n={} prompt_tokens={} tokens={} in {:.3f}s",
+            len(output.completions), output.prompt_tokens, output.generated_tokens, time.perf_counter() - started,
+        )
+        return output
+
+    async def complete_stream(self, request: CompletionRequest) -> AsyncIterator[StreamChunk]:
+        """The same, streamed: the caller's handle uses `.options(stream=True)`; closing it aborts the request."""
+        started = time.perf_counter()
+        self.engine_requests += 1
+        tokens = 0
+        try:
+            async for chunk in self.completer.stream(request):
+                tokens += sum(d.num_tokens for d in chunk.deltas)
+                yield chunk
+        finally:
+            record_tokens(self.config.name, tokens)
+            logger.bind(request_id=request.request_id).info(
+                "streamed tokens={} in {:.3f}s", tokens, time.perf_counter() - started
+            )
 
     async def encode(self, request_id: str, text: str) -> list[float]:
         started = time.perf_counter()

@@ -7,13 +7,16 @@ Middlewares, outermost first (Starlette runs the last one added first):
 2. metrics: times and counts every answer of a model route, 401s and 422s included;
 3. auth: the API-key gate, before routing and body parsing, so a stranger learns nothing, not even whether
    the body would be valid.
-Errors leave as the contract's JSON `{"detail": ...}` with an honest status (core/errors.py).
+Errors leave with an honest status (core/errors.py) in the shape of the front door they came through: the
+contract's `{"detail": ...}`, OpenAI's `{"error": {...}}` under /v1, Ollama's `{"error": "..."}` under /api.
 """
 
 from __future__ import annotations
 
+import hashlib
 import time
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -22,35 +25,61 @@ from fastapi.responses import JSONResponse
 
 from core.errors import InvalidRequestError, LeanServeError, UnauthorizedError
 from core.log_setup import request_logger
+from deployments.completion_service import CompletionService
 from deployments.leancopilot.protocol import ErrorResponse
 from deployments.leancopilot.router import router as leancopilot_router
 from deployments.metrics import record_request
+from deployments.ollama import protocol as ollama_protocol
+from deployments.ollama.router import router as ollama_router
+from deployments.openai import protocol as openai_protocol
+from deployments.openai.router import router as openai_router
 from deployments.ray_errors import as_leanserve_error
 from deployments.service import TacticService
-from logic.auth import ApiKeyGate, bearer_token
-from logic.dedup import caller_scope
+from logic.auth import ApiKeyGate, presented_key
 
 REQUEST_ID_HEADER = "X-Request-Id"
 # Which optional hops an answer went without (ctx.degraded, e.g. "scorer-unavailable"; docs/scoring.md).
 DEGRADED_HEADER = "X-LeanServe-Degraded"
-METERED_ROUTES = {"/generate": "generate", "/prove": "prove", "/encode": "encode"}
+METERED_ROUTES = {
+    "/generate": "generate",
+    "/prove": "prove",
+    "/encode": "encode",
+    "/v1/completions": "completions",
+    "/v1/chat/completions": "chat_completions",
+    "/v1/embeddings": "embeddings",
+    "/api/generate": "ollama_generate",
+}
+# Each front door's error body, by path prefix; the contract's `{"detail": ...}` elsewhere.
+ERROR_BODIES: list[tuple[str, Callable[[LeanServeError], dict[str, Any]]]] = [
+    ("/v1/", openai_protocol.error_body),
+    ("/api/", ollama_protocol.error_body),
+]
 _ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     status: {"model": ErrorResponse} for status in (400, 401, 404, 413, 422, 503, 504)
 }
 
 
-def error_response(error: LeanServeError) -> JSONResponse:
+def error_response(error: LeanServeError, path: str = "/") -> JSONResponse:
     headers = {}
     if error.retry_after_s is not None:
         headers["Retry-After"] = str(error.retry_after_s)
     if isinstance(error, UnauthorizedError):
         headers["WWW-Authenticate"] = error.challenge
-    return JSONResponse(status_code=error.status_code, content={"detail": error.detail}, headers=headers)
+    body = next((shape(error) for prefix, shape in ERROR_BODIES if path.startswith(prefix)), {"detail": error.detail})
+    return JSONResponse(status_code=error.status_code, content=body, headers=headers)
 
 
 def app_path(request: Request) -> str:
     """The path within the app: Serve mounts it under its route prefix (root_path)."""
     return request.url.path.removeprefix(request.scope.get("root_path", "").rstrip("/")) or "/"
+
+
+def client_identity(key: str | None, host: str | None) -> str:
+    """Who is asking, for state kept across requests: a hash of the key presented (never the key), or the
+    client's address."""
+    if key:
+        return "key:" + hashlib.sha256(key.encode("utf-8")).hexdigest()[:16]
+    return f"host:{host or ''}"
 
 
 def _request_id(request: Request) -> str | None:
@@ -64,7 +93,7 @@ def _log_and_respond(request: Request, error: LeanServeError, cause: BaseExcepti
         log.opt(exception=cause).error("{} {} -> {}: {}", request.method, request.url.path, error.status_code, error.detail)
     else:
         log.warning("{} {} -> {}: {}", request.method, request.url.path, error.status_code, error.detail)
-    return error_response(error)
+    return error_response(error, app_path(request))
 
 
 def _add_middlewares(app: FastAPI, service: TacticService, gate: ApiKeyGate | None) -> None:
@@ -74,7 +103,7 @@ def _add_middlewares(app: FastAPI, service: TacticService, gate: ApiKeyGate | No
         if gate is not None:
             client_host = request.client.host if request.client else None
             try:
-                gate.check(app_path(request), client_host, request.headers.get("authorization"))
+                gate.check(app_path(request), client_host, request.state.api_key)
             except UnauthorizedError as denied:
                 return _log_and_respond(request, denied)
         return await call_next(request)
@@ -100,9 +129,9 @@ def _add_middlewares(app: FastAPI, service: TacticService, gate: ApiKeyGate | No
     async def request_context(request: Request, call_next):
         # Outside Serve (unit tests) there is no X-Request-Id from the proxy: make one.
         context = service.new_context(request.headers.get(REQUEST_ID_HEADER) or uuid.uuid4().hex)
-        # Cross-call dedup's scope: the caller's key where keys are in use (the gate checks it), else its address.
-        key = bearer_token(request.headers.get("authorization")) if gate is not None else None
-        context.caller = caller_scope(key, request.client.host if request.client else None)
+        # The SDKs send `Authorization: Bearer`, LLMLean and Anthropic's `x-api-key` too ('' when it has none).
+        request.state.api_key = presented_key(request.headers.get("authorization"), request.headers.get("x-api-key"))
+        context.client = client_identity(request.state.api_key, request.client.host if request.client else None)
         request.state.context = context
         response = await call_next(request)
         if context.degraded:
@@ -137,7 +166,10 @@ def build_http_app(service: TacticService, gate: ApiKeyGate | None = None) -> Fa
         responses=_ERROR_RESPONSES,
     )
     app.state.service = service
+    app.state.completions = CompletionService(service)
     app.include_router(leancopilot_router)
+    app.include_router(openai_router)
+    app.include_router(ollama_router)
     _add_error_handlers(app)
     _add_middlewares(app, service, gate)
     return app

@@ -63,6 +63,8 @@ class TacticQuery:
     use_reward: bool = False
     n: int | None = None
     max_tokens: int | None = None
+    # LLMLean's own prompt, for bundles that answer chat turns (deployments/completion_service.py).
+    client_prompt: str | None = None
 
 
 @dataclass(frozen=True)
@@ -149,7 +151,9 @@ class TacticService:
         # LeanDojo-v2's 400 comes first: it answers any bundle without a scorer, encoder-only ones too.
         scorer = self._scorer_for(bundle) if query.use_reward else None
         self.registry.check_route(bundle, "generate", query.name)
-        request = TacticRequest(ctx.request_id, query.state, query.prefix, query.n, query.max_tokens)
+        request = TacticRequest(
+            ctx.request_id, query.state, query.prefix, query.n, query.max_tokens, client_prompt=query.client_prompt
+        )
 
         def bundle_call():
             return await_handle_call(self.bundles[bundle.name].answer.remote(request), ctx.deadline.remaining())
@@ -157,7 +161,7 @@ class TacticService:
         # Not with cross-call dedup: the second of two identical requests must get other tactics than the first.
         if self.args.ingress.coalesce_identical_requests and not bundle.dedup.enabled:
             # Everything that shapes the answer is in the key; identical requests in flight share one engine call.
-            key = (bundle.name, query.state, query.prefix, query.n, query.max_tokens, query.use_reward)
+            key = (bundle.name, query.state, query.prefix, query.n, query.max_tokens, query.use_reward, query.client_prompt)
             answer = await self.flights.run(key, bundle_call)
         else:
             answer = await bundle_call()
@@ -211,7 +215,7 @@ class TacticService:
     ) -> list[ScoredTactic]:
         """Cross-call deduplication: drop the tactics this caller got before for this input (by any replica).
         The store sees digests only (logic/dedup.py)."""
-        key = dedup_key(bundle, ctx.caller, query.state, query.prefix)
+        key = dedup_key(bundle, ctx.client, query.state, query.prefix)
         digests = [tactic_digest(t.output) for t in tactics]
         try:
             fresh = await self._optional_hop(

@@ -58,6 +58,15 @@ def bearer_token(authorization: str | None) -> str | None:
     return token if scheme.lower() == "bearer" and token else None
 
 
+def presented_key(authorization: str | None, x_api_key: str | None) -> str | None:
+    """The key a client presented: its bearer token, else its `x-api-key`. Empty values count as none (LLMLean
+    sends `Bearer ` and an empty `x-api-key` when the user set no key)."""
+    token = bearer_token(authorization)
+    if token is not None:
+        return token
+    return x_api_key.strip() or None if x_api_key else None
+
+
 class ApiKeyGate:
     def __init__(self, keys: Iterable[str], allow_networks: Iterable[str]):
         self._keys = [key.encode("utf-8") for key in keys]
@@ -94,11 +103,10 @@ class ApiKeyGate:
             matched |= hmac.compare_digest(candidate, key)
         return matched
 
-    def check(self, path: str, client_host: str | None, authorization: str | None) -> None:
-        """Raise UnauthorizedError unless the request may pass."""
+    def check(self, path: str, client_host: str | None, token: str | None) -> None:
+        """Raise UnauthorizedError unless the request may pass; `token` is the key it presented (presented_key)."""
         if path in OPEN_PATHS or self.client_allowed(client_host):
             return
-        token = bearer_token(authorization)
         if token is None:
             raise UnauthorizedError("An API key is required: send `Authorization: Bearer <key>`.")
         if not self.key_valid(token):

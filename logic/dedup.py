@@ -1,8 +1,8 @@
 """Cross-call deduplication, as the seed's HFTacticGenerator does it: once a tactic was returned for an
 input, later calls for that input skip it and return only new tactics.
 
-- Scoped per caller: the memory of one caller (its API key, or its client address when no keys are in use)
-  never shapes another's answers. Shared by all, a replayed popular state would drain its tactics for
+- Scoped per caller: the memory of one caller (`RequestContext.client`: a hash of the API key it presented,
+  else its address; deployments/http_app.py) never shapes another's answers. Shared by all, a replayed popular state would drain its tactics for
   everyone, and a shrinking answer would tell that someone else asked.
 - Stored under digests only: the key is a SHA-256 of (bundle, scope, prefix, state) and each tactic a
   16-byte BLAKE2b digest, so the store never holds a proof state, a key or a tactic, and every entry is
@@ -17,28 +17,11 @@ Pure; the shared holder that makes it consistent across replicas is deployments/
 from __future__ import annotations
 
 import hashlib
-import ipaddress
 import json
 import time
 from collections.abc import Callable
 
 from cachetools import TTLCache
-
-# IPv6 clients rotate their addresses within their /64: that prefix is one client network.
-IPV6_SCOPE_PREFIX = 64
-
-
-def caller_scope(api_key: str | None, client_host: str | None) -> str:
-    """Whose memory a request uses: its API key's (hashed), else its client network's."""
-    if api_key:
-        return "key:" + hashlib.sha256(api_key.encode("utf-8")).hexdigest()
-    try:
-        address = ipaddress.ip_address(client_host or "")
-    except ValueError:
-        return "net:unknown"
-    if address.version == 6:
-        return "net:" + str(ipaddress.ip_network(f"{address}/{IPV6_SCOPE_PREFIX}", strict=False))
-    return f"net:{address}"
 
 
 def dedup_key(bundle: str, scope: str, state: str, prefix: str) -> bytes:

@@ -15,6 +15,7 @@ No Ray and no engine import: the engine comes in through core/engine_protocol.py
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
@@ -30,9 +31,12 @@ from core.payloads import (
     Completion,
     EngineOutput,
     ProofRequest,
+    SamplingRequest,
     ScoredTactic,
     TacticRequest,
 )
+from logic.completions import RawCompletions
+from logic.llmlean import TACTIC_CLOSE, TACTIC_OPEN, split_marked
 from logic.prompts import ChatRenderer, PromptBuilder
 from logic.tactics import tactics_from_chat_answers, tactics_from_continuations
 from logic.validation import resolve_sampling
@@ -61,7 +65,7 @@ class Pipeline(ABC, Generic[RequestT]):
         self.sampling = sampling
 
     async def answer(self, request: RequestT) -> BundleAnswer:
-        sampling = resolve_sampling(self.sampling, request.n, request.max_tokens)
+        sampling = self._sampling_for(request, resolve_sampling(self.sampling, request.n, request.max_tokens))
         output = await self._sample(request, sampling)
         return BundleAnswer(
             candidates=self._extract(output.completions, request),
@@ -78,6 +82,9 @@ class Pipeline(ABC, Generic[RequestT]):
         for i in range(WARMUP_REQUESTS):
             await self.answer(self._warmup_request(f"warmup-{i}-{id(self)}", max_tokens))
         logger.info("engine warm-up took {:.1f}s", time.perf_counter() - started)
+
+    def _sampling_for(self, request: RequestT, sampling: SamplingRequest) -> SamplingRequest:
+        return sampling
 
     @abstractmethod
     async def _sample(self, request: RequestT, sampling) -> EngineOutput: ...
@@ -98,6 +105,21 @@ class TacticPipeline(Pipeline[TacticRequest]):
     def _warmup_request(self, request_id: str, max_tokens: int) -> TacticRequest:
         return TacticRequest(request_id, WARMUP_STATE, max_tokens=max_tokens)
 
+    # A client's own prompt (LLMLean's, in tactic mode) is asked as one user turn; its answer is the tactic
+    # inside [TAC]...[/TAC], so that marker ends the sample rather than the bundle's stop strings.
+    def _sampling_for(self, request: TacticRequest, sampling: SamplingRequest) -> SamplingRequest:
+        if request.client_prompt is None:
+            return sampling
+        return dataclasses.replace(sampling, stop=(TACTIC_CLOSE,))
+
+    @staticmethod
+    def _client_turns(request: TacticRequest) -> ChatMessages:
+        return [{"role": "user", "content": request.client_prompt or ""}]
+
+    def _client_prompt_tactics(self, completions: list[Completion], request: TacticRequest) -> list[ScoredTactic]:
+        inner = [dataclasses.replace(c, text=split_marked(c.text, TACTIC_OPEN, TACTIC_CLOSE)) for c in completions]
+        return tactics_from_chat_answers(inner, request.prefix, self.require_tactic_shape)
+
 
 class Continuation(TacticPipeline):
     """The prefix is appended to the prompt, so the model continues what the user typed."""
@@ -107,11 +129,16 @@ class Continuation(TacticPipeline):
         self.chat = chat  # a completion without a prefix is then a chat answer, decorations and all
 
     async def _sample(self, request: TacticRequest, sampling) -> EngineOutput:
-        prompt = self.prompts.build(request.state, request.prefix)
+        if request.client_prompt is not None:
+            prompt = self.prompts.render(self._client_turns(request))
+        else:
+            prompt = self.prompts.build(request.state, request.prefix)
         logger.bind(request_id=request.request_id).debug("prompt: {!r}", prompt)
         return await self.engine.generate(prompt, sampling, request.request_id)
 
     def _extract(self, completions, request: TacticRequest) -> list[ScoredTactic]:
+        if request.client_prompt is not None:
+            return self._client_prompt_tactics(completions, request)
         return tactics_from_continuations(completions, request.prefix, self.chat, self.require_tactic_shape)
 
 
@@ -132,11 +159,16 @@ class ChatAnswers(TacticPipeline):
     warms_up = False
 
     async def _sample(self, request: TacticRequest, sampling) -> EngineOutput:
-        messages = self.prompts.build_messages(request.state, request.prefix)
+        if request.client_prompt is not None:
+            messages = self._client_turns(request)
+        else:
+            messages = self.prompts.build_messages(request.state, request.prefix)
         logger.bind(request_id=request.request_id).debug("prompt: {!r}", messages)
         return await self.engine.generate(messages, sampling, request.request_id)
 
     def _extract(self, completions, request: TacticRequest) -> list[ScoredTactic]:
+        if request.client_prompt is not None:
+            return self._client_prompt_tactics(completions, request)
         return tactics_from_chat_answers(completions, request.prefix, self.require_tactic_shape)
 
 
@@ -177,3 +209,10 @@ def build_pipeline(
     prompts = PromptBuilder(config.prompt, load_chat_renderer(tokenizer) if config.prompt.chat else None)
     kind = ForcedPrefix if isinstance(engine, PrefixForcingEngine) else Continuation
     return kind(engine, config.sampling, prompts, shape, chat=config.prompt.chat)
+
+
+def build_completer(config: BundleConfig, engine: GenerationEngine, load_chat_renderer: ChatRendererLoader) -> RawCompletions:
+    """Raw completions of a bundle that generates: turns pass through to remote APIs, else the chat template."""
+    tokenizer = config.tokenizer or config.model
+    assert tokenizer is not None, "an encoder-only bundle completes nothing"
+    return RawCompletions(engine, takes_turns=config.is_remote, load_renderer=lambda: load_chat_renderer(tokenizer))

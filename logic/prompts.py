@@ -41,6 +41,11 @@ class PromptBuilder:
             messages[-1] = {**last, "content": last["content"] + f"\n\nThe tactic must start with: {prefix}"}
         return messages
 
+    def render(self, messages: list[dict[str, str]]) -> str:
+        """Turns the client wrote (LLMLean's prompt), through the model's chat template."""
+        assert self._render_chat is not None, "only a chat prompt renders turns"
+        return self._render_chat(messages)
+
     def build(self, state: str, prefix: str = "", name: str = "") -> str:
         """The prompt for `state`; a non-empty `prefix` is appended so the model continues it."""
         if not self._config.chat:

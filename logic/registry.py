@@ -12,6 +12,8 @@ def unsupported(bundle: BundleConfig, route: Route, name: str) -> UnsupportedRou
         return UnsupportedRouteError.encoding(name)
     if route == "prove":
         return UnsupportedRouteError.proving(name)
+    if route == "complete":
+        return UnsupportedRouteError.generation(name)
     if "prove" in bundle.routes:
         return UnsupportedRouteError.tactic_generation(name)
     return UnsupportedRouteError.generation(name)

@@ -87,3 +87,48 @@ def resolve_sampling(defaults: SamplingDefaults, n: int | None, max_tokens: int 
         max_tokens=max_tokens or defaults.max_tokens,
         stop=tuple(defaults.stop),
     )
+
+
+def check_batch(count: int, limits: RequestLimits) -> None:
+    """Texts (or choices) asked for in one request: no more than `max_n`."""
+    if count > limits.max_n:
+        raise InvalidRequestError(f"the request asks for {count} texts or choices; the limit is {limits.max_n}")
+
+
+def check_prompt(prompt: str | list[dict[str, str]], limits: RequestLimits, tokens_are_bytes: bool = False) -> None:
+    """A raw prompt, or all turns together, within the input limit (in bytes where tokens are bytes), and text a
+    tokenizer can take; no turn without text."""
+    if isinstance(prompt, str):
+        field, text = "prompt", prompt
+    else:
+        if not prompt:
+            raise InvalidRequestError("messages is empty")
+        field, text = "messages", "".join(turn.get("content", "") for turn in prompt)
+    _check_field(field, text, limits.max_prompt_chars, tokens_are_bytes)
+
+
+def resolve_client_sampling(
+    defaults: SamplingDefaults,
+    limits: RequestLimits,
+    *,
+    n: int | None,
+    max_tokens: int | None,
+    temperature: float | None,
+    top_p: float | None,
+    stop: tuple[str, ...],
+    logprobs: int | None = None,
+    ignore_eos: bool = False,
+) -> SamplingRequest:
+    """What a raw completion samples: the client's values within `limits`, else the bundle's defaults; one
+    choice unless `n` says more (OpenAI's default), and only the client's own stop strings (the bundle's are
+    for its own tactic prompt)."""
+    check_sampling_limits(n, max_tokens, limits)
+    return SamplingRequest(
+        n=n or 1,
+        temperature=defaults.temperature if temperature is None else temperature,
+        top_p=defaults.top_p if top_p is None else top_p,
+        max_tokens=max_tokens or defaults.max_tokens,
+        stop=stop,
+        logprobs=logprobs,
+        ignore_eos=ignore_eos,
+    )

@@ -9,12 +9,21 @@ from __future__ import annotations
 import dataclasses
 import os
 import time
+from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
 from loguru import logger
 
 from core.errors import InputTooLargeError, InvalidRequestError, ServiceUnavailableError
-from core.payloads import Completion, EngineLoad, EngineOutput, SamplingRequest
+from core.payloads import (
+    Completion,
+    CompletionDelta,
+    EngineLoad,
+    EngineOutput,
+    SamplingRequest,
+    StreamChunk,
+    TokenLogprob,
+)
 
 if TYPE_CHECKING:
     from core.config import BundleConfig
@@ -68,18 +77,33 @@ def build_engine_args(bundle: BundleConfig) -> AsyncEngineArgs:
     return AsyncEngineArgs(**{k: v for k, v in kwargs.items() if v is not None})
 
 
-def to_sampling_params(sampling: SamplingRequest) -> SamplingParams:
+def to_sampling_params(sampling: SamplingRequest, stream: bool = False) -> SamplingParams:
     return SamplingParams(
         n=sampling.n,
         temperature=sampling.temperature,
         top_p=sampling.top_p,
         max_tokens=sampling.max_tokens,
         stop=list(sampling.stop),
-        # logprobs=0 is what makes vLLM fill cumulative_logprob (the score); no top-k lists are sent back.
-        logprobs=0,
-        # All n candidates arrive together in one final output.
-        output_kind=RequestOutputKind.FINAL_ONLY,
+        ignore_eos=sampling.ignore_eos,
+        # logprobs=0 is what makes vLLM fill cumulative_logprob (the score); top-k lists only when asked for.
+        logprobs=sampling.logprobs or 0,
+        # All n candidates arrive together in one final output, unless the client streams.
+        output_kind=RequestOutputKind.DELTA if stream else RequestOutputKind.FINAL_ONLY,
     )
+
+
+def _token_logprobs(output: Any, top_k: int | None) -> tuple[TokenLogprob, ...] | None:
+    """Each sampled token's log-probability and the `top_k` likeliest alternatives, when the client asked."""
+    if top_k is None or output.logprobs is None:
+        return None
+    tokens = []
+    for token_id, position in zip(output.token_ids, output.logprobs, strict=False):
+        sampled = position.get(token_id)
+        ranked = sorted(position.values(), key=lambda lp: lp.rank if lp.rank is not None else 0)
+        top = tuple((lp.decoded_token or "", lp.logprob) for lp in ranked if lp.rank is not None and lp.rank <= top_k)
+        if sampled is not None:
+            tokens.append(TokenLogprob(sampled.decoded_token or "", sampled.logprob, top[:top_k]))
+    return tuple(tokens)
 
 
 class _SchedulerLoadLogger(StatLoggerBase):
@@ -118,12 +142,11 @@ class VLLMEngine:
         )
         logger.info("vLLM engine for {} started in {:.1f}s", self._name, time.perf_counter() - started)
 
-    async def generate(self, prompt: str, sampling: SamplingRequest, request_id: str) -> EngineOutput:
-        final = None
+    async def _outputs(self, prompt: str, sampling: SamplingRequest, request_id: str, stream: bool) -> AsyncIterator[Any]:
         try:
-            # If this coroutine is cancelled (client gone, deadline), AsyncLLM.generate aborts the request.
-            async for output in self._engine.generate(prompt, to_sampling_params(sampling), request_id):
-                final = output
+            # If the consumer is cancelled (client gone, deadline), AsyncLLM.generate aborts the request.
+            async for output in self._engine.generate(prompt, to_sampling_params(sampling, stream), request_id):
+                yield output
         except EngineDeadError as exc:
             raise ServiceUnavailableError("The model's engine stopped; its replica is being replaced.") from exc
         except (VLLMClientError, ValueError) as exc:
@@ -131,6 +154,11 @@ class VLLMEngine:
             if getattr(exc, "parameter", None) in _PROMPT_PARAMETERS or "maximum context length" in str(exc):
                 raise InputTooLargeError(f"The input is too long for this model: {exc}") from exc
             raise InvalidRequestError(f"The engine rejected the request: {exc}") from exc
+
+    async def generate(self, prompt: str, sampling: SamplingRequest, request_id: str) -> EngineOutput:
+        final = None
+        async for output in self._outputs(prompt, sampling, request_id, stream=False):
+            final = output
         if final is None:  # pragma: no cover - FINAL_ONLY always yields once
             return EngineOutput(completions=[])
         completions = [
@@ -139,10 +167,24 @@ class VLLMEngine:
                 cumulative_logprob=c.cumulative_logprob,
                 num_tokens=len(c.token_ids),
                 finish_reason=c.finish_reason,
+                token_logprobs=_token_logprobs(c, sampling.logprobs),
             )
             for c in final.outputs
         ]
         return EngineOutput(completions=completions, prompt_tokens=len(final.prompt_token_ids or ()))
+
+    async def generate_stream(self, prompt: str, sampling: SamplingRequest, request_id: str) -> AsyncIterator[StreamChunk]:
+        first = True
+        async for output in self._outputs(prompt, sampling, request_id, stream=True):
+            deltas = [
+                CompletionDelta(
+                    c.index, c.text, len(c.token_ids), c.finish_reason, _token_logprobs(c, sampling.logprobs)
+                )
+                for c in output.outputs
+            ]
+            prompt_tokens = len(output.prompt_token_ids or ()) if first else None
+            first = False
+            yield StreamChunk(deltas, prompt_tokens)
 
     async def check_health(self) -> None:
         # Raises EngineDeadError once the engine core process has died.

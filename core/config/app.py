@@ -59,6 +59,13 @@ class IngressSettings(StrictModel):
     coalesce_identical_requests: bool = Field(
         default=True, description="Concurrent identical /generate requests share one engine call."
     )
+    # LLMLean's Ollama client asks for its samples one request after another, with the same prompt.
+    sample_window_s: float = Field(
+        default=60.0,
+        ge=0,
+        description="An Ollama tactic-mode request samples the bundle's n candidates once and answers the "
+        "identical requests that follow within this many seconds from them, one distinct tactic each; 0: off.",
+    )
 
 
 class RequestLimits(StrictModel):
@@ -71,6 +78,10 @@ class RequestLimits(StrictModel):
     )
     max_prefix_chars: int = Field(
         default=4_096, ge=0, description="Longest `prefix`, in characters; in UTF-8 bytes for ByT5 bundles (413 beyond)."
+    )
+    # LLMLean puts the whole file up to the cursor in its prompt.
+    max_prompt_chars: int = Field(
+        default=262_144, ge=1, description="Longest raw prompt, or all chat turns together (/v1, /api; 413 beyond)."
     )
     max_n: int = Field(default=32, ge=1, description="Largest `n` a request may ask for (422 beyond).")
     max_tokens: int = Field(default=1_024, ge=1, description="Largest `max_tokens` a request may ask for (422 beyond).")

@@ -20,7 +20,7 @@ BUNDLE_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:/@+-]*$"
 PresetName = Literal["deepseek-prover-v2", "goedel-prover-v2", "kimina-prover", "leandojo-v2"]
 DEFAULT_PRESET: PresetName = "deepseek-prover-v2"
 # The LeanServe routes a bundle can answer; which ones it does follows from its config (BundleConfig.routes).
-Route = Literal["generate", "prove", "encode"]
+Route = Literal["generate", "prove", "complete", "encode"]
 
 
 class FewShotExample(StrictModel):
@@ -274,10 +274,18 @@ class BundleConfig(StrictModel):
             for route, ok in (
                 ("generate", generates and self.task == "tactic"),
                 ("prove", generates and self.task == "whole_proof"),
+                # Raw completions (/v1/completions, /v1/chat/completions, /api/generate): any model.
+                ("complete", generates),
                 ("encode", self.encoder is not None),
             )
             if ok
         ]
+
+    @property
+    def answers_chat_turns(self) -> bool:
+        """Whether the bundle's own prompt is a chat (a local chat template, or a remote chat API): a client's
+        chat prompt (LLMLean's) is then asked as it is, where other bundles get the state taken out of it."""
+        return self.is_remote or self.prompt.chat
 
     @property
     def max_ongoing_requests(self) -> int:

@@ -195,7 +195,7 @@ def test_health_and_models(client):
     assert health.json() == {"status": "ok", "models": {GENERATOR: "ok", ENCODER_ONLY: "ok"}}
     assert client.get("/models").json() == {
         "models": [
-            {"name": GENERATOR, "aliases": [GENERATOR_ALIAS], "routes": ["generate"]},
+            {"name": GENERATOR, "aliases": [GENERATOR_ALIAS], "routes": ["generate", "complete"]},
             {"name": ENCODER_ONLY, "aliases": [], "routes": ["encode"]},
         ]
     }
@@ -294,7 +294,8 @@ HOSTILE = {
     "n = -1": (json.dumps({"input": "x", "name": GENERATOR, "n": -1}).encode(), {422}),
     "n = 2.5": (json.dumps({"input": "x", "name": GENERATOR, "n": 2.5}).encode(), {422}),
     "n = NaN": (b'{"input": "x", "name": "tiny", "n": NaN}', {422}),
-    "use_reward = \"yes\"": (json.dumps({"input": "x", "name": GENERATOR, "use_reward": "yes"}).encode(), {422}),
+    # pydantic reads "yes" as true (LeanDojo-v2's server does too): then the contract's 400, no scorer here
+    "use_reward = \"yes\"": (json.dumps({"input": "x", "name": GENERATOR, "use_reward": "yes"}).encode(), {400, 422}),
     # every field at its limit plus one (the app's limits: 65,536 / 4,096 characters, n 32, max_tokens 8,192)
     "input at 65,536 + 1": (leancopilot_bytes({"input": "x" * 65_537, "name": GENERATOR, "prefix": ""}), {413}),
     "prefix at 4,096 + 1": (leancopilot_bytes({"input": "x", "name": GENERATOR, "prefix": "p" * 4_097}), {413}),

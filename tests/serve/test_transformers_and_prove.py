@@ -196,6 +196,6 @@ def test_wrong_route_or_bad_proof_request_gets_a_clear_json_error(client, route,
 
 def test_models_and_health_list_every_bundle(client):
     routes = {m["name"]: m["routes"] for m in client.get("/models").json()["models"]}
-    assert routes == {"reprover": ["generate", "encode"], HF_DECODER: ["generate"], PROVER: ["prove"]}
+    assert routes == {"reprover": ["generate", "complete", "encode"], HF_DECODER: ["generate", "complete"], PROVER: ["prove", "complete"]}
     health = client.get("/health")
     assert health.status_code == 200 and set(health.json()["models"].values()) == {"ok"}

@@ -8,7 +8,7 @@ from core.config import AppArgs, ConfigError, SecuritySettings, parse_app_args
 from core.errors import UnauthorizedError
 from deployments.http_app import error_response
 from logic import auth
-from logic.auth import ApiKeyGate, bearer_token, load_api_keys, parse_keys
+from logic.auth import ApiKeyGate, bearer_token, load_api_keys, parse_keys, presented_key
 
 KEYS = ["k-alpha-123", "k-beta-456"]
 
@@ -77,17 +77,17 @@ def test_other_clients_need_a_valid_key(host):
     with pytest.raises(UnauthorizedError, match="API key is required"):
         gate().check("/generate", host, None)
     with pytest.raises(UnauthorizedError, match="not valid"):
-        gate().check("/generate", host, "Bearer k-alpha-12")
+        gate().check("/generate", host, presented_key("Bearer k-alpha-12", None))
     with pytest.raises(UnauthorizedError, match="not valid"):
-        gate().check("/encode", host, "Bearer k-alpha-1234")
+        gate().check("/encode", host, presented_key("Bearer k-alpha-1234", None))
     for key in KEYS:
-        gate().check("/generate", host, f"Bearer {key}")
+        gate().check("/generate", host, presented_key(f"Bearer {key}", None))
 
 
 def test_an_empty_allow_list_requires_the_key_of_loopback_too():
     with pytest.raises(UnauthorizedError):
         gate(allow=()).check("/models", "127.0.0.1", None)
-    gate(allow=()).check("/models", "127.0.0.1", "Bearer k-beta-456")
+    gate(allow=()).check("/models", "127.0.0.1", presented_key("Bearer k-beta-456", None))
 
 
 def test_a_configured_network_skips_the_key():
@@ -121,3 +121,18 @@ def test_401_is_json_with_a_bearer_challenge():
     assert response.status_code == 401
     assert response.headers["www-authenticate"] == "Bearer"
     assert response.body == b'{"detail":"The API key is not valid."}'
+
+
+@pytest.mark.parametrize(
+    ("authorization", "x_api_key", "expected"),
+    [
+        ("Bearer sk-1", None, "sk-1"),
+        ("Bearer sk-1", "other", "sk-1"),  # the bearer token wins
+        ("Bearer ", "", None),  # LLMLean without a key: both empty
+        ("Bearer ", "sk-2", "sk-2"),
+        (None, " sk-3 ", "sk-3"),
+        (None, None, None),
+    ],
+)
+def test_presented_key_takes_bearer_then_x_api_key_and_empty_is_none(authorization, x_api_key, expected):
+    assert presented_key(authorization, x_api_key) == expected

@@ -12,7 +12,7 @@ def test_defaults_size_the_replica_for_batching():
     bundle = BundleConfig(name="m", model="org/model", engine_args={"max_num_seqs": 48})
     # Serve's own default of 5 ongoing requests would starve a batching engine.
     assert bundle.max_ongoing_requests == 48
-    assert bundle.routes == ["generate"]
+    assert bundle.routes == ["generate", "complete"]
     assert bundle.deployment_name == "bundle-m"
 
 
@@ -101,10 +101,10 @@ def test_engine_and_task_settings_must_match_their_kind(bundle, fragment):
 
 def test_routes_follow_the_task():
     tactic = BundleConfig(name="t", model="x", engine="transformers", encoder={"model": "e"})
-    assert tactic.routes == ["generate", "encode"]
+    assert tactic.routes == ["generate", "complete", "encode"]
     assert tactic.transformers_settings.decoding is None and tactic.transformers_settings.length_penalty == 0.0
     prover = BundleConfig(name="p", model="x", task="whole_proof", sampling={"stop": []})
-    assert prover.routes == ["prove"]
+    assert prover.routes == ["prove", "complete"]
     assert prover.whole_proof_settings.preset == "deepseek-prover-v2"
 
 

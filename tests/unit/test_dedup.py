@@ -1,8 +1,8 @@
 """Cross-call deduplication, the pure part: skip what was returned, per caller, under digests, bounded, expiring."""
 
-from logic.dedup import ReturnedTactics, caller_scope, dedup_key, skip_returned, tactic_digest
+from logic.dedup import ReturnedTactics, dedup_key, skip_returned, tactic_digest
 
-ALICE, BOB = caller_scope("alice-key", "127.0.0.1"), caller_scope("bob-key", "127.0.0.1")
+ALICE, BOB = "key:a1ice", "key:b0b"  # RequestContext.client of two callers
 
 
 class Clock:
@@ -43,19 +43,10 @@ def test_parts_cannot_run_into_each_other():
 
 
 def test_keys_and_tactics_are_stored_as_fixed_size_digests():
-    state, key_text = "⊢ " + "x" * 60_000, "alice-key"
-    key = dedup_key("tiny", caller_scope(key_text, None), state, "")
+    state = "⊢ " + "x" * 60_000
+    key = dedup_key("tiny", ALICE, state, "")
     assert len(key) == 32 and state.encode() not in key
     assert len(tactic_digest("simp" * 1000)) == 16
-    assert key_text not in caller_scope(key_text, None)
-
-
-def test_without_a_key_the_scope_is_the_client_network():
-    assert caller_scope(None, "10.0.0.7") == "net:10.0.0.7" != caller_scope(None, "10.0.0.8")
-    # IPv6 clients rotate addresses inside their /64.
-    assert caller_scope(None, "2001:db8::1") == caller_scope(None, "2001:db8::ffff") == "net:2001:db8::/64"
-    assert caller_scope(None, None) == caller_scope(None, "not-an-ip") == "net:unknown"
-    assert caller_scope("k", "10.0.0.7") == caller_scope("k", "10.0.0.8"), "one key is one caller anywhere"
 
 
 def test_entries_expire_after_ttl():

@@ -57,7 +57,7 @@ def test_route_support_is_the_registrys_one_rule(name, route, detail):
 
 def test_the_routes_follow_the_config():
     assert [(b.name, b.routes) for b in ARGS.models] == [
-        ("prover", ["generate"]), ("retriever", ["encode"]), ("whole", ["prove"])
+        ("prover", ["generate", "complete"]), ("retriever", ["encode"]), ("whole", ["prove", "complete"])
     ]
 
 

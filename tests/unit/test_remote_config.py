@@ -21,7 +21,7 @@ def remote_bundle(**overrides):
 
 def test_a_remote_bundle_validates():
     bundle = parse_app_args(remote_bundle()).models[0]
-    assert bundle.is_remote and bundle.routes == ["generate"]
+    assert bundle.is_remote and bundle.routes == ["generate", "complete"]
     assert bundle.remote.max_retries >= 0 and bundle.remote.timeout_s > 0
     assert not bundle.dedup.enabled  # opt-in
 

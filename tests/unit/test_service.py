@@ -208,7 +208,7 @@ async def test_models_lists_every_bundle_with_its_routes():
         listing = (await http.get("/models")).json()
     assert listing == {
         "models": [
-            {"name": "tiny", "aliases": [], "routes": ["generate"]},
+            {"name": "tiny", "aliases": [], "routes": ["generate", "complete"]},
             {"name": "retriever", "aliases": [], "routes": ["encode"]},
         ]
     }
