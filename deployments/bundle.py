@@ -16,7 +16,6 @@ from ray import serve
 
 from core.config import BundleConfig, EncoderConfig
 from core.engine_protocol import GenerationEngine, TextEncoder, engine_not_ready_reason
-from core.errors import ServiceUnavailableError
 from core.log_setup import configure_logging
 from core.payloads import BundleAnswer, CompletionRequest, EngineOutput, ProofRequest, StreamChunk, TacticRequest
 from deployments.metrics import record_engine_load, record_tokens
@@ -136,13 +135,14 @@ class BundleServer:
             await self.engine.check_health()
 
     async def health(self) -> dict[str, object]:
-        """What /health reports for this bundle; raises like check_health when the engine is gone."""
+        """What /health reports for this bundle, from state the replica holds (no generation); raises like
+        check_health when the engine is gone. A bundle that cannot serve yet (a remote one without its key)
+        says why in `not_ready`: /health reports it degraded, not down."""
         await self.check_health()
         reason = engine_not_ready_reason(self.engine) if self.engine is not None else None
-        if reason:
-            raise ServiceUnavailableError(reason)
         return {
-            "status": "ok",
+            "status": "degraded" if reason else "ok",
+            "not_ready": reason,
             "unfinished_requests": await self.num_unfinished_requests(),
             "engine_requests": self.engine_requests,
         }

@@ -10,13 +10,24 @@ from __future__ import annotations
 
 import sys
 
-from core.config import ConfigError, load_serve_config
+from core.config import PROXY_CALLBACK, PROXY_CALLBACK_ENV, ConfigError, load_serve_config
 
 
 def describe(path: str) -> list[str]:
     config = load_serve_config(path)
     lines = [f"{path}: ok (http {config.http_options.host}:{config.http_options.port})"]
+    # `serve run` / `serve deploy` start Serve's proxy without the launcher: it needs the hook in its environment.
+    lines.append(
+        f"  proxy: request_timeout_s={config.serve_http_options()['request_timeout_s']} body limit "
+        f"{config.max_body_bytes} bytes with {PROXY_CALLBACK_ENV}={PROXY_CALLBACK} in the Ray nodes' environment"
+    )
     for app in config.applications:
+        security = app.args.security
+        who = (
+            f"API keys from {security.api_keys_env or security.api_keys_file}" if security.keys_required
+            else "no API keys: every client" if security.allow_unauthenticated else "no API keys: loopback clients only"
+        )
+        lines.append(f"  {app.name}: {who}")
         for bundle in app.args.models:
             scaling = bundle.deployment.autoscaling
             lines.append(

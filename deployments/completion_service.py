@@ -13,6 +13,7 @@ import asyncio
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import Any
 
 from core.errors import GenerationTimeoutError
 from core.log_setup import request_logger
@@ -64,8 +65,8 @@ class CompletionService:
     def __init__(self, tactics: TacticService):
         self.tactics = tactics
         self.args = tactics.args
-        self.bundle_names = [b.name for b in tactics.registry.bundles]
         self.sample_bank = SampleBank(self.args.ingress.sample_window_s, tactics.clock)
+        self._streaming: dict[str, Any] = {}  # bundle name -> its handle with stream=True, made once
 
     # -- raw completions -------------------------------------------------------------------------------------
 
@@ -94,8 +95,10 @@ class CompletionService:
     async def stream(self, prepared: PreparedCompletion, ctx: RequestContext) -> AsyncIterator[StreamChunk]:
         """The chunks of a streamed completion. Every step waits only for what is left of the deadline; when
         the consumer stops (the client left) the bundle's generator is cancelled, and so is the engine request."""
-        handle = self.tactics.bundles[prepared.bundle]
-        chunks = handle.options(stream=True).complete_stream.remote(prepared.request)
+        handle = self._streaming.get(prepared.bundle)
+        if handle is None:
+            handle = self._streaming[prepared.bundle] = self.tactics.bundles[prepared.bundle].options(stream=True)
+        chunks = handle.complete_stream.remote(prepared.request)
         try:
             while True:
                 try:

@@ -6,7 +6,9 @@ Middlewares, outermost first (Starlette runs the last one added first):
    the id, and every hop shares the deadline;
 2. metrics: times and counts every answer of a model route, 401s and 422s included;
 3. auth: the API-key gate, before routing and body parsing, so a stranger learns nothing, not even whether
-   the body would be valid.
+   the body would be valid;
+4. body limit (deployments/edge.py): 413 for a declared or counted body over `limits.max_body_bytes`, before
+   the body is read whole or parsed (Serve's proxy applies the same middleware before the ingress).
 Errors leave with an honest status (core/errors.py) in the shape of the front door they came through: the
 contract's `{"detail": ...}`, OpenAI's `{"error": {...}}` under /v1, Ollama's `{"error": "..."}` under /api.
 """
@@ -16,7 +18,6 @@ from __future__ import annotations
 import hashlib
 import time
 import uuid
-from collections.abc import Callable
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -26,16 +27,17 @@ from fastapi.responses import JSONResponse
 from core.errors import InvalidRequestError, LeanServeError, UnauthorizedError
 from core.log_setup import request_logger
 from deployments.completion_service import CompletionService
+from deployments.edge import BodyLimit
+from deployments.error_bodies import error_body
+from deployments.health_routes import router as health_router
 from deployments.leancopilot.protocol import ErrorResponse
 from deployments.leancopilot.router import router as leancopilot_router
 from deployments.metrics import record_request
-from deployments.ollama import protocol as ollama_protocol
 from deployments.ollama.router import router as ollama_router
-from deployments.openai import protocol as openai_protocol
 from deployments.openai.router import router as openai_router
 from deployments.ray_errors import as_leanserve_error
 from deployments.service import TacticService
-from logic.auth import ApiKeyGate, presented_key
+from logic.auth import Gate, presented_key
 
 REQUEST_ID_HEADER = "X-Request-Id"
 # Which optional hops an answer went without (ctx.degraded, e.g. "scorer-unavailable"; docs/scoring.md).
@@ -49,11 +51,6 @@ METERED_ROUTES = {
     "/v1/embeddings": "embeddings",
     "/api/generate": "ollama_generate",
 }
-# Each front door's error body, by path prefix; the contract's `{"detail": ...}` elsewhere.
-ERROR_BODIES: list[tuple[str, Callable[[LeanServeError], dict[str, Any]]]] = [
-    ("/v1/", openai_protocol.error_body),
-    ("/api/", ollama_protocol.error_body),
-]
 _ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     status: {"model": ErrorResponse} for status in (400, 401, 404, 413, 422, 503, 504)
 }
@@ -65,8 +62,7 @@ def error_response(error: LeanServeError, path: str = "/") -> JSONResponse:
         headers["Retry-After"] = str(error.retry_after_s)
     if isinstance(error, UnauthorizedError):
         headers["WWW-Authenticate"] = error.challenge
-    body = next((shape(error) for prefix, shape in ERROR_BODIES if path.startswith(prefix)), {"detail": error.detail})
-    return JSONResponse(status_code=error.status_code, content=body, headers=headers)
+    return JSONResponse(status_code=error.status_code, content=error_body(error, path), headers=headers)
 
 
 def app_path(request: Request) -> str:
@@ -96,8 +92,10 @@ def _log_and_respond(request: Request, error: LeanServeError, cause: BaseExcepti
     return error_response(error, app_path(request))
 
 
-def _add_middlewares(app: FastAPI, service: TacticService, gate: ApiKeyGate | None) -> None:
+def _add_middlewares(app: FastAPI, service: TacticService, gate: Gate | None) -> None:
     # Added innermost first.
+    app.add_middleware(BodyLimit, max_body_bytes=service.args.limits.max_body_bytes)
+
     @app.middleware("http")
     async def auth(request: Request, call_next):
         if gate is not None:
@@ -158,7 +156,7 @@ def _add_error_handlers(app: FastAPI) -> None:
         return _log_and_respond(request, as_leanserve_error(exc), cause=exc)
 
 
-def build_http_app(service: TacticService, gate: ApiKeyGate | None = None) -> FastAPI:
+def build_http_app(service: TacticService, gate: Gate | None = None) -> FastAPI:
     """The ASGI app of one ingress replica (or of a unit test, with a service over injected handles)."""
     app = FastAPI(
         title="LeanServe",
@@ -170,6 +168,7 @@ def build_http_app(service: TacticService, gate: ApiKeyGate | None = None) -> Fa
     app.include_router(leancopilot_router)
     app.include_router(openai_router)
     app.include_router(ollama_router)
+    app.include_router(health_router)
     _add_error_handlers(app)
     _add_middlewares(app, service, gate)
     return app

@@ -24,7 +24,8 @@ class LeanServeIngress:
         self, args: AppArgs, bundles: dict[str, Any], scorers: dict[str, Any] | None = None, dedup_store: Any = None
     ):
         configure_logging("ingress")
-        # Fails the replica's start (Serve reports it) when the configured key source is missing or empty.
+        # Fails the replica's start (Serve reports it) when the configured key source is missing or empty;
+        # without keys, only loopback clients pass unless the config says allow_unauthenticated.
         self._gate = ApiKeyGate.from_settings(args.security)
         # Serve replaces the bound deployments in `bundles`, `scorers` and `dedup_store` with their handles.
         self._service = TacticService(args, bundles, scorers, dedup_store)

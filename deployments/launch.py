@@ -3,12 +3,15 @@
 Usage: python -m deployments.launch [CONFIG] [--port PORT]   (default: configs/local.yaml)
 
 The config is the same Ray Serve config file format as serve_config.yaml, validated by the same models
-before anything starts. Ray's dashboard is not started, and HTTP binds the host the file names.
+before anything starts. Ray's dashboard is not started, and HTTP binds the host the file names. Serve's proxy
+gets LeanServe's edge middlewares (deployments/edge.py: body limit, Ray's client control headers stripped)
+and a request timeout (http_options.request_timeout_s, or the ingress deadline + 5 s).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import socket
 import sys
@@ -18,7 +21,14 @@ from collections.abc import Callable
 
 from loguru import logger
 
-from core.config import ConfigError, ServeConfigFile, load_serve_config
+from core.config import (
+    PROXY_BODY_LIMIT_ENV,
+    PROXY_CALLBACK,
+    PROXY_CALLBACK_ENV,
+    ConfigError,
+    ServeConfigFile,
+    load_serve_config,
+)
 from core.log_setup import configure_logging
 
 DEFAULT_CONFIG = "configs/local.yaml"
@@ -69,6 +79,11 @@ def port_in_use(host: str, port: int) -> bool:
     return False
 
 
+def proxy_environment(config: ServeConfigFile) -> dict[str, str]:
+    """What Serve's HTTP proxy reads from its environment: LeanServe's middlewares and their body limit."""
+    return {PROXY_CALLBACK_ENV: PROXY_CALLBACK, PROXY_BODY_LIMIT_ENV: str(config.max_body_bytes)}
+
+
 def serve_config(config: ServeConfigFile) -> None:
     import ray
     from ray import serve
@@ -76,11 +91,13 @@ def serve_config(config: ServeConfigFile) -> None:
     from deployments.app import build_app
 
     started = time.perf_counter()
+    # The proxy is a process of the private cluster started below: it inherits this environment.
+    os.environ.update(proxy_environment(config))
     # address="local": always a private cluster, even where `ray start` left one running (stop tears it down).
     ray.init(address="local", include_dashboard=False, configure_logging=False)
     install_stop_handlers()
     http = config.http_options
-    serve.start(http_options=http.model_dump())
+    serve.start(http_options=config.serve_http_options())
     for spec in config.applications:
         if spec.model_extra and spec.model_extra.get("deployments"):
             logger.warning("application {}: `deployments:` overrides are applied by `serve run`, not here", spec.name)

@@ -179,6 +179,8 @@ def ingress_options(settings: IngressSettings) -> dict[str, Any]:
         "num_replicas": settings.num_replicas,
         "max_ongoing_requests": settings.max_ongoing_requests,
         "ray_actor_options": {"num_cpus": settings.num_cpus},
+        # Bounded: beyond it a quick 503 from Serve, not a queue whose wait outgrows every deadline.
+        "max_queued_requests": settings.max_queued_requests,
         # A stopping ingress replica may still wait for a bundle that restarts meanwhile: drain like the rest.
         "graceful_shutdown_timeout_s": drain_timeout_s(settings),
     }

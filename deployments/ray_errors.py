@@ -31,3 +31,9 @@ def describe_failure(exc: BaseException) -> str:
         return found.detail
     cause = getattr(exc, "cause", None) or exc
     return f"unavailable ({type(cause).__name__})"
+
+
+def is_overload(exc: BaseException) -> bool:
+    """A call refused by a full queue or not answered in time: the replica is busy, not broken (/health)."""
+    cause = getattr(exc, "cause", None) or exc
+    return isinstance(cause, (BackPressureError, asyncio.TimeoutError, TimeoutError))

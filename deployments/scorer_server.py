@@ -73,5 +73,6 @@ class ScorerServer:
         await asyncio.to_thread(self.scorer.predict, [WARMUP_INPUT])
 
     async def health(self) -> dict[str, object]:
-        await self.check_health()
-        return {"status": "ok"}
+        """What /health reports: the replica answers, so its model is loaded (warmed up in __init__). No forward
+        pass here: Serve's own check_health runs one every health_check_period_s, whatever /health is asked."""
+        return {"status": "ok", "batches": self.batches}

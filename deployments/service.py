@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from core.config import AppArgs, BundleConfig, ScorerConfig
@@ -26,13 +26,13 @@ from core.errors import (
     GenerationTimeoutError,
     LeanServeError,
     ScorerNotConfiguredError,
-    ServiceUnavailableError,
 )
 from core.log_setup import request_logger
 from core.payloads import BundleAnswer, ProofRequest, ScoredTactic, ScoringInput, TacticRequest
 from core.request_context import Clock, Deadline, RequestContext
+from deployments.health import SCALES_TO_ZERO, HealthCache, HealthReport, state_of
 from deployments.metrics import record_candidates
-from deployments.ray_errors import as_leanserve_error, describe_failure
+from deployments.ray_errors import as_leanserve_error
 from logic.circuit import CircuitBreaker
 from logic.coalescing import SingleFlight
 from logic.dedup import dedup_key, skip_returned, tactic_digest
@@ -43,7 +43,6 @@ from logic.validation import check_encode_request, check_proof_request, check_ta
 # A DeploymentHandle, or in unit tests anything with `handle.method.remote(...)` returning an awaitable
 # that has `.cancel()`.
 Handle = Any
-SCALES_TO_ZERO = "ok (min_replicas 0: not probed)"
 # Values of ctx.degraded (the X-LeanServe-Degraded header): which optional hop the answer went without.
 SCORER_UNAVAILABLE = "scorer-unavailable"
 DEDUP_UNAVAILABLE = "dedup-unavailable"
@@ -74,18 +73,6 @@ class ProofQuery:
     problem: str = ""
     n: int | None = None
     max_tokens: int | None = None
-
-
-@dataclass(frozen=True)
-class HealthReport:
-    models: dict[str, str]
-    scorers: dict[str, str] = field(default_factory=dict)
-
-    @property
-    def healthy(self) -> bool:
-        return all(s in ("ok", SCALES_TO_ZERO) for s in self.models.values()) and all(
-            s == "ok" for s in self.scorers.values()
-        )
 
 
 def bundles_to_probe(bundles: list[BundleConfig]) -> list[str]:
@@ -132,6 +119,7 @@ class TacticService:
         cooldown_s = args.ingress.breaker_cooldown_s
         self.dedup_breaker = CircuitBreaker(cooldown_s, clock)
         self.scorer_breakers = {name: CircuitBreaker(cooldown_s, clock) for name in self.scorers}
+        self.health_cache = HealthCache(self._probe_all, args.ingress.health_min_interval_s, clock)
 
     def new_context(self, request_id: str) -> RequestContext:
         """The context of a request arriving now: its deadline starts here."""
@@ -281,20 +269,27 @@ class TacticService:
         return self.registry.bundles
 
     async def health(self) -> HealthReport:
-        """Every bundle's engine and every scorer, each asked its own health check at once."""
-        models = await self._probe(self.bundles, bundles_to_probe(self.args.models))
+        """The readiness report, from a probe at most `health_min_interval_s` old (deployments/health.py)."""
+        return await self.health_cache.report()
+
+    async def _probe_all(self) -> HealthReport:
+        """Every bundle's engine and every scorer, each asked its own (cheap) health state at once."""
+        models, scorers = await asyncio.gather(
+            self._probe(self.bundles, bundles_to_probe(self.args.models)), self._probe(self.scorers, list(self.scorers))
+        )
         models.update({b.name: SCALES_TO_ZERO for b in self.args.models if b.name not in models})
-        scorers = await self._probe(self.scorers, list(self.scorers))
         return HealthReport(models, scorers)
 
     async def _probe(self, handles: Mapping[str, Handle], names: list[str]) -> dict[str, str]:
-        too_slow = ServiceUnavailableError("The engine did not answer its health check in time.")
         timeout_s = self.args.ingress.health_timeout_s
-        results = await asyncio.gather(
-            *(await_handle_call(handles[n].health.remote(), timeout_s, too_slow) for n in names),
-            return_exceptions=True,
-        )
-        return {
-            name: ("ok" if not isinstance(result, BaseException) else describe_failure(result))
-            for name, result in zip(names, results, strict=True)
-        }
+
+        async def probe(name: str) -> Any:
+            call = handles[name].health.remote()
+            try:
+                return await asyncio.wait_for(call, timeout_s)
+            except TimeoutError:
+                call.cancel()
+                raise
+
+        results = await asyncio.gather(*(probe(n) for n in names), return_exceptions=True)
+        return {name: state_of(result) for name, result in zip(names, results, strict=True)}

@@ -1,10 +1,15 @@
-"""Opt-in API keys with an allow-list of client networks: pure logic, unit-tested without Ray.
+"""Who may call: pure logic, unit-tested without Ray. Closed by default.
 
-Keys come from the environment variable or file that `args.security` names, never from the config itself.
-A request passes when its client address is in an allowed network (LeanCopilot sends no header; loopback by
-default) or when it carries `Authorization: Bearer <key>` with a configured key. The client address is the
-one Serve's proxy hands the ingress (`request.client`); LeanServe never reads X-Forwarded-For itself. The
-HTTP app applies the gate as its own middleware (deployments/http_app.py).
+- No API keys (the default, `make serve`): only loopback clients are served; LeanCopilot on the same machine
+  sends no header. `security.allow_unauthenticated: true` serves every client (behind an authenticating gateway).
+- API keys: every request but the open health paths carries `Authorization: Bearer <key>` (or
+  `x-api-key: <key>`, as LLMLean sends it), loopback's too: a
+  same-host forwarder (an SSH tunnel, socat, a sidecar) makes any stranger look like loopback. `allow_networks`
+  then narrows who may call at all; it never replaces the key.
+
+Keys come from the environment variable or file that `args.security` names, never from the config itself. The
+client address is the one Serve's proxy hands the ingress (`request.client`); LeanServe never reads
+X-Forwarded-For itself. The HTTP app applies the gate as its own middleware (deployments/http_app.py).
 """
 
 from __future__ import annotations
@@ -15,11 +20,12 @@ import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
-from core.config import ConfigError, SecuritySettings
+from core.config import LOOPBACK_NETWORKS, ConfigError, SecuritySettings
 from core.errors import UnauthorizedError
 
-# Load balancers and LeanServe's own launcher poll this: it says nothing but which models answer.
-OPEN_PATHS = frozenset({"/health"})
+# Load balancers, KubeRay and LeanServe's own launcher poll these: they say nothing but which models answer,
+# and they answer from a cached probe (deployments/health.py), so a flood costs nothing.
+OPEN_PATHS = frozenset({"/health", "/health/live", "/health/ready"})
 
 
 def parse_keys(text: str) -> list[str]:
@@ -58,6 +64,36 @@ def bearer_token(authorization: str | None) -> str | None:
     return token if scheme.lower() == "bearer" and token else None
 
 
+def in_networks(host: str | None, networks: list[ipaddress.IPv4Network | ipaddress.IPv6Network]) -> bool:
+    if not host:
+        return False
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:  # a unix socket path or a test client's name
+        return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return any(address in network for network in networks)
+
+
+def _parse_networks(networks: Iterable[str]) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+    return [ipaddress.ip_network(n, strict=False) for n in networks]
+
+
+class LoopbackOnlyGate:
+    """No keys configured: only clients on this machine are served."""
+
+    _LOOPBACK = _parse_networks(LOOPBACK_NETWORKS)
+
+    def check(self, path: str, client_host: str | None, token: str | None) -> None:  # noqa: ARG002
+        if path in OPEN_PATHS or in_networks(client_host, self._LOOPBACK):
+            return
+        raise UnauthorizedError(
+            "This server has no API keys and serves clients on its own machine only; an operator can configure "
+            "keys (security.api_keys_env)."
+        )
+
+
 def presented_key(authorization: str | None, x_api_key: str | None) -> str | None:
     """The key a client presented: its bearer token, else its `x-api-key`. Empty values count as none (LLMLean
     sends `Bearer ` and an empty `x-api-key` when the user set no key)."""
@@ -68,29 +104,28 @@ def presented_key(authorization: str | None, x_api_key: str | None) -> str | Non
 
 
 class ApiKeyGate:
-    def __init__(self, keys: Iterable[str], allow_networks: Iterable[str]):
+    """Keys configured: every request needs one (loopback too), from an allowed network when a list is set."""
+
+    def __init__(self, keys: Iterable[str], allow_networks: Iterable[str] = ()):
         self._keys = [key.encode("utf-8") for key in keys]
         if not self._keys:
             raise ValueError("an ApiKeyGate needs at least one key")
-        self._networks = [ipaddress.ip_network(n, strict=False) for n in allow_networks]
+        self._networks = _parse_networks(allow_networks)
 
     @classmethod
-    def from_settings(cls, settings: SecuritySettings, environ: Mapping[str, str] = os.environ) -> ApiKeyGate | None:
-        """None when no keys are configured: then every client is let in, as before keys existed."""
-        if not settings.keys_required:
+    def from_settings(
+        cls, settings: SecuritySettings, environ: Mapping[str, str] = os.environ
+    ) -> ApiKeyGate | LoopbackOnlyGate | None:
+        """The gate `settings` ask for; None (every client let in) only with `allow_unauthenticated`."""
+        if settings.keys_required:
+            return cls(load_api_keys(settings, environ), settings.allow_networks)
+        if settings.allow_unauthenticated:
             return None
-        return cls(load_api_keys(settings, environ), settings.allow_networks)
+        return LoopbackOnlyGate()
 
     def client_allowed(self, host: str | None) -> bool:
-        if not host:
-            return False
-        try:
-            address = ipaddress.ip_address(host)
-        except ValueError:  # a unix socket path or a test client's name
-            return False
-        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-            address = address.ipv4_mapped
-        return any(address in network for network in self._networks)
+        """Whether the client's network may call at all (every network when no list is set)."""
+        return not self._networks or in_networks(host, self._networks)
 
     def key_valid(self, token: str | None) -> bool:
         if token is None:
@@ -105,9 +140,14 @@ class ApiKeyGate:
 
     def check(self, path: str, client_host: str | None, token: str | None) -> None:
         """Raise UnauthorizedError unless the request may pass; `token` is the key it presented (presented_key)."""
-        if path in OPEN_PATHS or self.client_allowed(client_host):
+        if path in OPEN_PATHS:
             return
         if token is None:
             raise UnauthorizedError("An API key is required: send `Authorization: Bearer <key>`.")
-        if not self.key_valid(token):
+        # Outside the allow-list a good key gets the answer of a bad one: a stranger learns nothing of the list.
+        if not self.key_valid(token) or not self.client_allowed(client_host):
             raise UnauthorizedError("The API key is not valid.")
+
+
+# What the HTTP app's auth middleware calls `check` on (None: every client let in).
+Gate = ApiKeyGate | LoopbackOnlyGate

@@ -79,9 +79,10 @@ def check_encode_request(text: str, limits: RequestLimits) -> None:
 
 
 def resolve_sampling(defaults: SamplingDefaults, n: int | None, max_tokens: int | None) -> SamplingRequest:
-    """The bundle's defaults, with the request's own `n` and `max_tokens` where it gives them."""
+    """The bundle's defaults, with the request's own `n` and `max_tokens` where it gives them. A greedy bundle
+    (temperature 0) samples one candidate: more would all be the same (and vLLM refuses n > 1 there)."""
     return SamplingRequest(
-        n=n or defaults.n,
+        n=1 if defaults.temperature == 0 else (n or defaults.n),
         temperature=defaults.temperature,
         top_p=defaults.top_p,
         max_tokens=max_tokens or defaults.max_tokens,

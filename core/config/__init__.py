@@ -10,9 +10,12 @@
 """
 
 from core.config.app import (
-    DEFAULT_ALLOW_NETWORKS,
     DEFAULT_HTTP_HOST,
     DEFAULT_HTTP_PORT,
+    LOOPBACK_NETWORKS,
+    PROXY_BODY_LIMIT_ENV,
+    PROXY_CALLBACK,
+    PROXY_CALLBACK_ENV,
     AppArgs,
     ApplicationSpec,
     HttpOptions,
@@ -20,6 +23,7 @@ from core.config.app import (
     RequestLimits,
     SecuritySettings,
     ServeConfigFile,
+    is_loopback_host,
     load_serve_config,
     parse_app_args,
     with_env_scorer,
@@ -55,7 +59,11 @@ from core.config.scorer import (
 
 __all__ = [
     "BUNDLE_NAME_PATTERN",
-    "DEFAULT_ALLOW_NETWORKS",
+    "LOOPBACK_NETWORKS",
+    "PROXY_BODY_LIMIT_ENV",
+    "PROXY_CALLBACK",
+    "PROXY_CALLBACK_ENV",
+    "is_loopback_host",
     "DEFAULT_HTTP_HOST",
     "DEFAULT_HTTP_PORT",
     "DEFAULT_PRESET",

@@ -22,8 +22,28 @@ from core.config.scorer import ScorerConfig, scorer_from_env
 
 DEFAULT_HTTP_HOST = "127.0.0.1"
 DEFAULT_HTTP_PORT = 23337  # LeanCopilot's default port for external models
-# LeanCopilot sends no Authorization header: clients on these networks may skip the API key.
-DEFAULT_ALLOW_NETWORKS = ("127.0.0.0/8", "::1/128")
+# Without API keys (and without `security.allow_unauthenticated`) only clients on these networks are served:
+# LeanCopilot on the same machine sends no Authorization header.
+LOOPBACK_NETWORKS = ("127.0.0.0/8", "::1/128")
+LOOPBACK_HOSTS = frozenset({"localhost", "ip6-localhost"})
+# Serve's HTTP proxy reads its LeanServe middlewares (deployments/edge.py) from Ray's hook, and the body limit
+# from the second variable (the launcher and the KubeRay manifest set both).
+PROXY_CALLBACK_ENV = "RAY_SERVE_HTTP_PROXY_CALLBACK_IMPORT_PATH"
+PROXY_CALLBACK = "deployments.edge:proxy_middlewares"
+PROXY_BODY_LIMIT_ENV = "LEANSERVE_MAX_BODY_BYTES"
+# The proxy's own timeout outlasts the ingress's deadline by this much, so the ingress's 504 (JSON, with the
+# engine request aborted) wins; the proxy's 408 is left for what the ingress cannot see: a trickling upload.
+PROXY_TIMEOUT_MARGIN_S = 5.0
+
+
+def is_loopback_host(host: str) -> bool:
+    """True for a bind address only this machine can reach (127.0.0.0/8, ::1, localhost)."""
+    if host.lower() in LOOPBACK_HOSTS:
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 class IngressSettings(StrictModel):
@@ -37,6 +57,12 @@ class IngressSettings(StrictModel):
         gt=0,
         description="Deadline of one request from its arrival, shared by every hop (engine, dedup, scorer): "
         "then 504, and the engine request is aborted. Replicas drain this long (+10 s) when they stop.",
+    )
+    max_queued_requests: int = Field(
+        default=256,
+        ge=1,
+        description="Requests each Serve proxy holds waiting for a free ingress slot; beyond it Serve answers 503 "
+        "at once (Serve's own default queues without bound).",
     )
     health_timeout_s: float = Field(default=10.0, gt=0, description="/health waits this long for each bundle.")
     # The optional hops: a lost one degrades the answer (docs/scoring.md) instead of failing or stalling it.
@@ -54,6 +80,12 @@ class IngressSettings(StrictModel):
         gt=0,
         description="After the dedup store or a scorer fails, requests skip it this long (answering degraded at "
         "once), then one request tries it again.",
+    )
+    health_min_interval_s: float = Field(
+        default=2.0,
+        ge=0,
+        description="/health answers from its last probe this long: a flood of /health costs the bundles and "
+        "scorers at most one cheap probe per interval and ingress replica.",
     )
     # Lean re-elaborates a file on every edit and resends the same states while they are still being generated.
     coalesce_identical_requests: bool = Field(
@@ -85,18 +117,44 @@ class RequestLimits(StrictModel):
     )
     max_n: int = Field(default=32, ge=1, description="Largest `n` a request may ask for (422 beyond).")
     max_tokens: int = Field(default=1_024, ge=1, description="Largest `max_tokens` a request may ask for (422 beyond).")
+    # 65,536 astral characters as JSON escapes (12 bytes each) and a full prefix fit in 1 MiB.
+    max_body_bytes: int = Field(
+        default=1_048_576,
+        ge=1024,
+        description="Largest request body in bytes (413 beyond): Content-Length is checked before anything is "
+        "read, and a body without one is counted as it arrives. Serve's proxy applies it too (docs/operations.md).",
+    )
+
+    @model_validator(mode="after")
+    def _body_fits_the_text_limits(self) -> RequestLimits:
+        # A body must be able to carry the longest input and prefix, even in 4-byte UTF-8 characters.
+        needed = 4 * (self.max_input_chars + self.max_prefix_chars)
+        if self.max_body_bytes < needed:
+            raise ValueError(
+                f"max_body_bytes ({self.max_body_bytes}) must be at least 4 x (max_input_chars + max_prefix_chars) "
+                f"= {needed}: a body must be able to carry the longest input and prefix"
+            )
+        return self
 
 
 class SecuritySettings(StrictModel):
-    """Opt-in API keys. The keys never sit in a config file: it names where the ingress reads them."""
+    """Who may call. Closed by default: without API keys only loopback clients are served, and a config that
+    binds a non-loopback address without keys refuses to start. The keys never sit in a config file: it names
+    where the ingress reads them. With keys, every request but /health needs one, loopback's too."""
 
     api_keys_env: str | None = Field(
         default=None, description="Environment variable holding the API keys (one per line or comma-separated)."
     )
     api_keys_file: str | None = Field(default=None, description="File holding the API keys, one per line.")
     allow_networks: list[str] = Field(
-        default_factory=lambda: list(DEFAULT_ALLOW_NETWORKS),
-        description="Client networks that may call without a key (LeanCopilot sends none); [] requires it of all.",
+        default_factory=list,
+        description="With API keys: the only client networks served at all (a key is still required); [] "
+        "serves any network. Without keys it is an error (it would guard nothing).",
+    )
+    allow_unauthenticated: bool = Field(
+        default=False,
+        description="Serve clients without a key from any address. Off: without keys only loopback clients are "
+        "served, and a non-loopback bind refuses to start. Only behind a gateway that authenticates.",
     )
 
     @field_validator("allow_networks")
@@ -114,9 +172,25 @@ class SecuritySettings(StrictModel):
     def _absolute_key_file(cls, value: str | None) -> str | None:
         return resolve_local_path(value)
 
+    @model_validator(mode="after")
+    def _one_way_in(self) -> SecuritySettings:
+        if self.allow_networks and not self.keys_required:
+            raise ValueError(
+                "allow_networks needs API keys (security.api_keys_env or security.api_keys_file): without keys "
+                "only loopback clients are served, or every client with security.allow_unauthenticated"
+            )
+        if self.allow_unauthenticated and self.keys_required:
+            raise ValueError("allow_unauthenticated contradicts the configured API keys: choose one")
+        return self
+
     @property
     def keys_required(self) -> bool:
         return self.api_keys_env is not None or self.api_keys_file is not None
+
+    @property
+    def closed_to_strangers(self) -> bool:
+        """True when a client that is not on loopback cannot call without a key."""
+        return not self.allow_unauthenticated
 
 
 class AppArgs(StrictModel):
@@ -169,6 +243,12 @@ class HttpOptions(BaseModel):
 
     host: str = Field(default=DEFAULT_HTTP_HOST, description="Bind address; 0.0.0.0 on a cluster.")
     port: int = Field(default=DEFAULT_HTTP_PORT, ge=1, le=65535, description="LeanCopilot's default port.")
+    request_timeout_s: float | None = Field(
+        default=None,
+        gt=0,
+        description="Serve's proxy cuts a request (body upload included) after this long with 408; unset: the "
+        "longest ingress request_timeout_s + 5 s. Must not be shorter than an ingress's request_timeout_s.",
+    )
 
 
 class ApplicationSpec(BaseModel):
@@ -189,6 +269,46 @@ class ServeConfigFile(BaseModel):
 
     http_options: HttpOptions = Field(default_factory=HttpOptions)
     applications: list[ApplicationSpec] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _no_open_door_on_the_network(self) -> ServeConfigFile:
+        if is_loopback_host(self.http_options.host):
+            return self
+        for index, app in enumerate(self.applications):
+            security = app.args.security
+            if not security.keys_required and not security.allow_unauthenticated:
+                raise ValueError(
+                    f"http_options.host {self.http_options.host!r} is reachable from other machines but "
+                    f"applications.{index}.args.security has no API keys: set security.api_keys_env (or "
+                    f"api_keys_file), or security.allow_unauthenticated: true behind an authenticating gateway"
+                )
+        return self
+
+    @model_validator(mode="after")
+    def _proxy_outlasts_the_ingress(self) -> ServeConfigFile:
+        proxy_s = self.http_options.request_timeout_s
+        ingress_s = self.longest_request_timeout_s
+        if proxy_s is not None and proxy_s < ingress_s:
+            raise ValueError(
+                f"http_options.request_timeout_s ({proxy_s}) is shorter than an ingress.request_timeout_s "
+                f"({ingress_s}): the proxy would cut requests the ingress still serves"
+            )
+        return self
+
+    @property
+    def longest_request_timeout_s(self) -> float:
+        return max(app.args.ingress.request_timeout_s for app in self.applications)
+
+    @property
+    def max_body_bytes(self) -> int:
+        """The proxy's body limit: the largest any application allows (each ingress checks its own too)."""
+        return max(app.args.limits.max_body_bytes for app in self.applications)
+
+    def serve_http_options(self) -> dict[str, Any]:
+        """`http_options` for `serve.start`, with the proxy's request timeout filled in when the file has none."""
+        options = self.http_options.model_dump(exclude_none=True)
+        options.setdefault("request_timeout_s", self.longest_request_timeout_s + PROXY_TIMEOUT_MARGIN_S)
+        return options
 
 
 def load_serve_config(path: str | Path) -> ServeConfigFile:

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Request
-from fastapi.responses import JSONResponse
 
-from core.errors import ServiceUnavailableError
 from core.request_context import RequestContext
 from deployments.leancopilot.protocol import (
     Candidate,
@@ -62,18 +60,4 @@ async def encode(
 async def models(service: TacticService = Depends(get_service)) -> ModelsResponse:
     return ModelsResponse(
         models=[ModelInfo(name=b.name, aliases=list(b.aliases), routes=list(b.routes)) for b in service.models()]
-    )
-
-
-@router.get("/health")
-async def health(service: TacticService = Depends(get_service)) -> JSONResponse:
-    """200 only when every bundle's engine and every scorer answers its own health check in time."""
-    report = await service.health()
-    extra = {"scorers": report.scorers} if report.scorers else {}
-    if report.healthy:
-        return JSONResponse({"status": "ok", "models": report.models, **extra})
-    return JSONResponse(
-        status_code=503,
-        content={"detail": "Some models cannot answer.", "status": "unavailable", "models": report.models, **extra},
-        headers={"Retry-After": str(ServiceUnavailableError.retry_after_s)},
     )

@@ -88,7 +88,8 @@ class ChatCompletionRequest(_Sampling):
 class EmbeddingRequest(_Request):
     model: str
     input: str | list[str] = Field(description="One text or several (token arrays are not accepted).")
-    encoding_format: Literal["float"] = "float"
+    # The SDK asks for base64 (little-endian float32) unless told otherwise.
+    encoding_format: Literal["float", "base64"] = "float"
 
     _input_not_empty = field_validator("input")(_not_empty)
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import base64
 import json
+import struct
 import time
 from collections.abc import AsyncIterator, Iterable
 from typing import Any
@@ -160,3 +162,18 @@ async def answer_events(request_id: str, model: str, answers: list[str], include
     if include_usage:
         yield sse({**head, "choices": [], "usage": usage(0, 0)})
     yield DONE
+
+
+def embedding_list(model: str, vectors: list[list[float]], encoding_format: str) -> dict[str, Any]:
+    def encoded(vector: list[float]) -> list[float] | str:
+        if encoding_format == "base64":
+            return base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode("ascii")
+        return vector
+
+    return {
+        "object": "list",
+        "data": [{"object": "embedding", "index": i, "embedding": encoded(v)} for i, v in enumerate(vectors)],
+        "model": model,
+        # The encoder counts no tokens for the client; characters would be a made-up figure.
+        "usage": {"prompt_tokens": 0, "total_tokens": 0},
+    }

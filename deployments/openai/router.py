@@ -110,11 +110,4 @@ async def embeddings(
     body: EmbeddingRequest, service: CompletionService = Depends(get_service), ctx: RequestContext = Depends(get_context)
 ):
     texts = [body.input] if isinstance(body.input, str) else body.input
-    vectors = await service.embed(body.model, texts, ctx)
-    return {
-        "object": "list",
-        "data": [{"object": "embedding", "index": i, "embedding": v} for i, v in enumerate(vectors)],
-        "model": body.model,
-        # The encoder counts no tokens for the client; characters would be a made-up figure.
-        "usage": {"prompt_tokens": 0, "total_tokens": 0},
-    }
+    return responses.embedding_list(body.model, await service.embed(body.model, texts, ctx), body.encoding_format)

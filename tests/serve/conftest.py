@@ -1,25 +1,84 @@
-"""A real local Ray Serve app with a real vLLM engine on a tiny random model, driven over real HTTP."""
+"""Real local Ray Serve apps with real vLLM engines on tiny random models, driven over real HTTP.
+
+Starting a local Ray cluster with Serve costs tens of seconds here, so the modules that need nothing of their
+own share one (`shared_serve`): each deploys its app under its own name and route prefix. Modules that start a
+cluster of their own (environment variables, killed nodes, CLIs) get the shared one stopped first, and
+collection runs the sharing modules one after another, so it starts once.
+"""
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import pytest
 from serve_app import APP_NAME, ServeApp, build_test_app_args, free_port
 
+# The fixtures that deploy on the shared cluster.
+SHARED_FIXTURES = frozenset({"serve_app", "openai_app"})
+
+
+class SharedServe:
+    def __init__(self):
+        self.url: str | None = None
+
+    def deploy(self, name: str, route_prefix: str, build: Callable[[], object]) -> str:
+        """The URL of app `name`, deployed now unless it still runs (a test may have deleted it)."""
+        import ray
+        from ray import serve
+
+        if self.url is None:
+            port = free_port()
+            ray.init(address="local", num_cpus=2, include_dashboard=False)
+            serve.start(http_options={"host": "127.0.0.1", "port": port})
+            self.url = f"http://127.0.0.1:{port}"
+        if name not in serve.status().applications:
+            serve.run(build(), name=name, route_prefix=route_prefix, blocking=False)
+        return self.url + route_prefix.rstrip("/")
+
+    def stop(self) -> None:
+        if self.url is not None:
+            import ray
+            from ray import serve
+
+            serve.shutdown()
+            ray.shutdown()
+            self.url = None
+
+
+def _shares(item) -> bool:
+    return bool(SHARED_FIXTURES & set(getattr(item, "fixturenames", ())))
+
+
+def pytest_collection_modifyitems(session, config, items):
+    """The sharing modules of tests/serve first (in their own order), then the others."""
+    serve_items = [item for item in items if "tests/serve/" in str(item.path).replace("\\", "/")]
+    if not serve_items:
+        return
+    sharing_modules = {item.path for item in serve_items if _shares(item)}
+    ordered = [i for i in serve_items if i.path in sharing_modules] + [i for i in serve_items if i.path not in sharing_modules]
+    first = items.index(serve_items[0])
+    rest = [item for item in items if item not in set(serve_items)]
+    items[:] = rest[:first] + ordered + rest[first:]
+
+
+@pytest.fixture(scope="session")
+def shared_serve():
+    shared = SharedServe()
+    yield shared
+    shared.stop()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _own_cluster_stops_the_shared_one(request, shared_serve):
+    if not any(_shares(item) for item in request.session.items if item.path == request.path):
+        shared_serve.stop()
+    yield
+
 
 @pytest.fixture(scope="module")
-def serve_app(tiny_llama, tiny_encoder):
-    import ray
-    from ray import serve
-
+def serve_app(shared_serve, tiny_llama, tiny_encoder):
     from deployments.app import build_app
 
     args = build_test_app_args(tiny_llama, tiny_encoder)
-    port = free_port()
-    ray.init(address="local", num_cpus=2, include_dashboard=False)
-    try:
-        serve.start(http_options={"host": "127.0.0.1", "port": port})
-        serve.run(build_app(args), name=APP_NAME, route_prefix="/", blocking=False)
-        yield ServeApp(url=f"http://127.0.0.1:{port}", args=args)
-    finally:
-        serve.shutdown()
-        ray.shutdown()
+    url = shared_serve.deploy(APP_NAME, "/", lambda: build_app(args))
+    return ServeApp(url=url, args=args)

@@ -146,11 +146,15 @@ def wait_until_generating(engine_processes: list[psutil.Process], cpu_s: float =
         time.sleep(0.1)  # polling the engine's CPU time, bounded
 
 
-def generate(url: str, state: str = "⊢ 1 + 1 = 2", timeout: float = 120, headers: dict | None = None, **extra) -> httpx.Response:
+def generate(
+    url: str, state: str = "⊢ 1 + 1 = 2", timeout: float = 120, headers: dict | None = None, keyed: bool = True, **extra
+) -> httpx.Response:
+    """POST /generate, with the app's API key unless `keyed` is False (with keys, loopback needs one too)."""
+    key = {"Authorization": f"Bearer {API_KEY}"} if keyed else {}
     return httpx.post(
         f"{url}/generate",
         content=leancopilot_bytes({"input": state, "name": MODEL, "prefix": "", **extra}),
-        headers={**LEANCOPILOT_HEADERS, **(headers or {})},
+        headers={**LEANCOPILOT_HEADERS, **key, **(headers or {})},
         timeout=timeout,
     )
 
@@ -163,27 +167,29 @@ def assert_json_error(response: httpx.Response, status: int) -> None:
 
 # --- locked doors ---------------------------------------------------------------------------------------------
 
-def test_loopback_clients_need_no_key(fault_app):
-    # LeanCopilot sends no Authorization header; the default allow-list (loopback) lets it in.
-    response = generate(fault_app.url, headers={"X-Request-Id": "lean-local-1"})
+def test_with_keys_loopback_clients_need_one_too(fault_app):
+    # A same-host forwarder (an SSH tunnel, socat) makes any stranger look like loopback: no pass for it.
+    refused = generate(fault_app.url, keyed=False, headers={"X-Request-Id": "lean-local-1"})
+    assert_json_error(refused, 401)
+    response = generate(fault_app.url, headers={"X-Request-Id": "lean-local-2"})
     assert response.status_code == 200 and response.json()["outputs"]
-    assert response.headers["x-request-id"] == "lean-local-1"
+    assert response.headers["x-request-id"] == "lean-local-2"
 
 
 def test_other_networks_need_a_valid_key(fault_app):
     remote = fault_app.remote_url
-    missing = generate(remote)
+    missing = generate(remote, keyed=False)
     assert_json_error(missing, 401)
     assert missing.headers["www-authenticate"] == "Bearer"
     assert_json_error(generate(remote, headers={"Authorization": f"Bearer {API_KEY}x"}), 401)
     assert_json_error(generate(remote, headers={"Authorization": f"Basic {API_KEY}"}), 401)
     # Claiming to be loopback does not help: LeanServe never reads X-Forwarded-For, and Serve's proxy (uvicorn)
     # honours it only from a loopback peer.
-    assert_json_error(generate(remote, headers={"X-Forwarded-For": "127.0.0.1"}), 401)
+    assert_json_error(generate(remote, keyed=False, headers={"X-Forwarded-For": "127.0.0.1"}), 401)
     # The key is checked before the body: a stranger learns nothing about the API from a malformed request.
     assert_json_error(httpx.post(f"{remote}/generate", content=b"{", timeout=30), 401)
     assert_json_error(httpx.get(f"{remote}/models", timeout=30), 401)
-    authorized = generate(remote, headers={"Authorization": f"Bearer {API_KEY}"})
+    authorized = generate(remote)
     assert authorized.status_code == 200 and authorized.json()["outputs"]
     # Health stays open for load balancers; it names models and their state, nothing else.
     assert httpx.get(f"{remote}/health", timeout=30).status_code == 200

@@ -1,4 +1,4 @@
-"""API keys and the client allow-list: pure logic, no Ray."""
+"""Who may call: API keys, the loopback-only default and the client allow-list. Pure logic, no Ray."""
 
 import hmac
 
@@ -8,20 +8,44 @@ from core.config import AppArgs, ConfigError, SecuritySettings, parse_app_args
 from core.errors import UnauthorizedError
 from deployments.http_app import error_response
 from logic import auth
-from logic.auth import ApiKeyGate, bearer_token, load_api_keys, parse_keys, presented_key
+from logic.auth import ApiKeyGate, LoopbackOnlyGate, bearer_token, load_api_keys, parse_keys, presented_key
 
 KEYS = ["k-alpha-123", "k-beta-456"]
+MODELS = [{"name": "m", "model": "x"}]
 
 
-def gate(allow=("127.0.0.0/8", "::1/128")) -> ApiKeyGate:
+def gate(allow=()) -> ApiKeyGate:
     return ApiKeyGate(KEYS, allow)
 
 
-def test_keys_are_off_by_default_and_loopback_is_the_default_allow_list():
-    settings = AppArgs.model_validate({"models": [{"name": "m", "model": "x"}]}).security
-    assert not settings.keys_required
-    assert ApiKeyGate.from_settings(settings, environ={}) is None
-    assert settings.allow_networks == ["127.0.0.0/8", "::1/128"]
+def security(**settings) -> SecuritySettings:
+    return parse_app_args({"models": MODELS, "security": settings}).security
+
+
+def test_without_keys_the_default_serves_loopback_only():
+    settings = AppArgs.model_validate({"models": MODELS}).security
+    assert not settings.keys_required and settings.allow_networks == [] and not settings.allow_unauthenticated
+    closed = ApiKeyGate.from_settings(settings, environ={})
+    assert isinstance(closed, LoopbackOnlyGate)
+    for host in ["127.0.0.1", "127.8.9.10", "::1", "::ffff:127.0.0.1"]:
+        closed.check("/generate", host, None)  # LeanCopilot on this machine sends no header
+    for host in ["192.0.2.7", "10.1.2.3", "fd00::2", None, "testclient", "::ffff:192.0.2.7"]:
+        with pytest.raises(UnauthorizedError, match="own machine only"):
+            closed.check("/generate", host, None)
+    closed.check("/health", "192.0.2.7", None)
+
+
+def test_allow_unauthenticated_opens_the_door_explicitly():
+    assert ApiKeyGate.from_settings(security(allow_unauthenticated=True), environ={}) is None
+
+
+def test_an_allow_list_without_keys_is_a_config_error():
+    # It used to be ignored silently: it would guard nothing.
+    with pytest.raises(ConfigError) as caught:
+        security(allow_networks=["10.0.0.0/8"])
+    assert "allow_networks needs API keys" in str(caught.value)
+    with pytest.raises(ConfigError, match="contradicts the configured API keys"):
+        security(api_keys_env="K", allow_unauthenticated=True)
 
 
 def test_keys_come_from_the_named_env_var_or_file(tmp_path):
@@ -55,7 +79,7 @@ def test_an_empty_key_file_fails(tmp_path):
 
 def test_bad_networks_fail_at_config_time():
     with pytest.raises(ConfigError) as caught:
-        parse_app_args({"models": [{"name": "m", "model": "x"}], "security": {"allow_networks": ["10.0.0.0/33"]}})
+        security(api_keys_env="K", allow_networks=["10.0.0.0/33"])
     assert "security.allow_networks" in str(caught.value)
 
 
@@ -67,13 +91,9 @@ def test_bearer_token(header, token):
     assert bearer_token(header) == token
 
 
-@pytest.mark.parametrize("host", ["127.0.0.1", "127.8.9.10", "::1", "::ffff:127.0.0.1"])
-def test_loopback_clients_skip_the_key(host):
-    gate().check("/generate", host, None)
-
-
-@pytest.mark.parametrize("host", ["192.0.2.7", "10.1.2.3", "fd00::2", None, "testclient", "::ffff:192.0.2.7"])
-def test_other_clients_need_a_valid_key(host):
+@pytest.mark.parametrize("host", ["127.0.0.1", "::1", "::ffff:127.0.0.1", "192.0.2.7", "10.1.2.3", "fd00::2", None])
+def test_with_keys_every_client_needs_a_valid_key_loopback_too(host):
+    # A same-host forwarder (SSH tunnel, socat) makes any stranger look like loopback: loopback is no pass.
     with pytest.raises(UnauthorizedError, match="API key is required"):
         gate().check("/generate", host, None)
     with pytest.raises(UnauthorizedError, match="not valid"):
@@ -84,18 +104,20 @@ def test_other_clients_need_a_valid_key(host):
         gate().check("/generate", host, presented_key(f"Bearer {key}", None))
 
 
-def test_an_empty_allow_list_requires_the_key_of_loopback_too():
-    with pytest.raises(UnauthorizedError):
-        gate(allow=()).check("/models", "127.0.0.1", None)
-    gate(allow=()).check("/models", "127.0.0.1", presented_key("Bearer k-beta-456", None))
+def test_an_allow_list_narrows_who_may_call_and_never_replaces_the_key():
+    listed = gate(allow=("10.0.0.0/8",))
+    with pytest.raises(UnauthorizedError, match="API key is required"):
+        listed.check("/generate", "10.200.0.1", None)
+    listed.check("/generate", "10.200.0.1", presented_key("Bearer k-alpha-123", None))
+    for outsider in ["192.0.2.7", "127.0.0.1"]:
+        with pytest.raises(UnauthorizedError, match="not valid"):  # a good key outside the list: no hint
+            listed.check("/generate", outsider, presented_key(None, "k-alpha-123"))
 
 
-def test_a_configured_network_skips_the_key():
-    gate(allow=("10.0.0.0/8",)).check("/generate", "10.200.0.1", None)
-
-
-def test_health_stays_open():
-    gate(allow=()).check("/health", "192.0.2.7", None)
+@pytest.mark.parametrize("path", ["/health", "/health/live", "/health/ready"])
+def test_health_stays_open(path):
+    gate().check(path, "192.0.2.7", None)
+    gate(allow=("10.0.0.0/8",)).check(path, "192.0.2.7", None)
 
 
 def test_every_key_is_compared_in_constant_time(monkeypatch):

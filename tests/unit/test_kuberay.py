@@ -19,8 +19,17 @@ def load_renderer():
     return module
 
 
+def documents() -> dict[str, dict]:
+    return {doc["kind"]: doc for doc in yaml.safe_load_all(MANIFEST.read_text(encoding="utf-8"))}
+
+
 def manifest() -> dict:
-    return yaml.safe_load(MANIFEST.read_text(encoding="utf-8"))
+    return documents()["RayService"]
+
+
+def containers(cluster: dict) -> list[dict]:
+    pods = [cluster["headGroupSpec"]["template"]] + [group["template"] for group in cluster["workerGroupSpecs"]]
+    return [container for pod in pods for container in pod["spec"]["containers"]]
 
 
 def test_serve_config_v2_is_serve_config_yaml_verbatim():
@@ -56,3 +65,43 @@ def test_renderer_refuses_text_a_block_scalar_would_change():
     with pytest.raises(ValueError, match="trailing spaces"):
         render("a: 1   \n", "x: |\n__SERVE_CONFIG__\n")
     assert yaml.safe_load(render("a: 1\n\nb: [2]\n", "x: |\n__SERVE_CONFIG__\n"))["x"] == "a: 1\n\nb: [2]\n"
+
+
+def test_every_ray_container_gets_the_api_keys_from_a_secret_and_the_proxy_hook():
+    served = load_serve_config(SERVE_CONFIG)
+    # The cluster config is closed: it names a key variable, and the pods fill it from a Secret.
+    (app,) = served.applications
+    keys_env = app.args.security.api_keys_env
+    assert keys_env and not app.args.security.allow_unauthenticated
+    for container in containers(manifest()["spec"]["rayClusterConfig"]):
+        env = {e["name"]: e for e in container["env"]}
+        assert env[keys_env]["valueFrom"]["secretKeyRef"] == {"name": "leanserve-api-keys", "key": "keys"}
+        assert "value" not in env[keys_env]  # never a literal key in the manifest
+        assert env["RAY_SERVE_HTTP_PROXY_CALLBACK_IMPORT_PATH"]["value"] == "deployments.edge:proxy_middlewares"
+        assert int(env["LEANSERVE_MAX_BODY_BYTES"]["value"]) == served.max_body_bytes
+
+
+def test_pods_outlast_the_drain_and_workers_are_ready_on_liveness():
+    from deployments.options import drain_timeout_s
+
+    cluster = manifest()["spec"]["rayClusterConfig"]
+    drain_s = max(drain_timeout_s(app.args.ingress) for app in load_serve_config(SERVE_CONFIG).applications)
+    pods = [cluster["headGroupSpec"]["template"]] + [group["template"] for group in cluster["workerGroupSpecs"]]
+    for pod in pods:
+        assert pod["spec"]["terminationGracePeriodSeconds"] > drain_s
+        assert pod["metadata"]["labels"]["app.kubernetes.io/name"] == "leanserve"
+    (worker,) = (group["template"]["spec"]["containers"][0] for group in cluster["workerGroupSpecs"])
+    assert worker["readinessProbe"]["httpGet"] == {"path": "/health/live", "port": 23337}
+
+
+def test_a_network_policy_admits_only_the_cluster_labelled_clients_operator_and_monitoring():
+    policy = documents()["NetworkPolicy"]["spec"]
+    assert policy["podSelector"] == {"matchLabels": {"app.kubernetes.io/name": "leanserve"}}
+    assert policy["policyTypes"] == ["Ingress"]
+    rules = policy["ingress"]
+    # Every rule names its sources: no empty `from` (which would admit everyone).
+    assert all(rule.get("from") for rule in rules)
+    clients = next(r for r in rules if r["from"][0].get("podSelector", {}).get("matchLabels") == {"leanserve.io/client": "true"})
+    assert clients["ports"] == [{"port": 23337, "protocol": "TCP"}]
+    unrestricted = [r for r in rules if "ports" not in r]
+    assert unrestricted == [{"from": [{"podSelector": {"matchLabels": {"app.kubernetes.io/name": "leanserve"}}}]}]

@@ -54,14 +54,14 @@ class StreamingHandle(Handle):
         )
 
 
-def args(**ingress) -> AppArgs:
+def args(tiny_sampling: dict | None = None, **ingress) -> AppArgs:
     return AppArgs.model_validate(
         {
             "ingress": {"request_timeout_s": 300, **ingress},
             "limits": {"max_n": 8},
             "models": [
                 {"name": "tiny", "aliases": ["tiny-alias"], "model": "fake", "prompt": {"template": "{state}:::"},
-                 "sampling": {"n": 3}, "encoder": {"model": "fake-encoder"}},
+                 "sampling": {"n": 3, **(tiny_sampling or {})}, "encoder": {"model": "fake-encoder"}},
                 {"name": "prover", "engine": "openai", "remote": {"api_key_env": None}, "prompt": {"chat": True},
                  "model": "fake", "task": "whole_proof", "sampling": {"n": 3, "stop": []}},
             ],
@@ -272,3 +272,11 @@ async def test_a_stream_that_fails_midway_ends_with_an_error_chunk_then_done():
     events = sse_events(response.text)
     assert events[0]["choices"][0]["text"] == "intro"
     assert events[1]["error"]["type"] == "server_error" and "stopped" in events[1]["error"]["message"]
+
+
+async def test_a_greedy_bundle_samples_one_candidate_whatever_n_asks():
+    app, _ = await make(args({"temperature": 0.0}))
+    body = llmlean_openai_body("tiny", llmlean_instruct_prompt(CONTEXT, STATE, ""), 4, 512)
+    response = await post_bytes(app, "/v1/chat/completions", body)
+    # More greedy samples would all be the same (and vLLM refuses them): one engine sample, one choice.
+    assert [c["message"]["content"] for c in response.json()["choices"]] == ["test_0"]

@@ -12,7 +12,7 @@ import pytest
 from fakes import FakeEngine
 from support import LEANCOPILOT_HEADERS, leancopilot_bytes
 
-from core.config import AppArgs
+from core.config import AppArgs, SecuritySettings
 from deployments.bundle import BundleServer
 from deployments.http_app import build_http_app
 from deployments.service import TacticService
@@ -188,8 +188,30 @@ async def test_errors_keep_the_contracts_shape():
     assert malformed.status_code == 422 and malformed.json()["detail"].startswith("Malformed request: input:")
 
 
+async def test_with_keys_loopback_needs_one_too_and_without_keys_strangers_are_refused():
+    args = app_args()
+    body = leancopilot_bytes({"input": "⊢ True", "name": "tiny", "prefix": ""})
+    keyed = ApiKeyGate.from_settings(SecuritySettings(api_keys_env="KEYS"), environ={"KEYS": "k-1"})
+    closed = ApiKeyGate.from_settings(args.security, environ={})  # the default: no keys configured
+    answers = {}
+    for name, gate, host in [
+        ("keyed-loopback", keyed, "127.0.0.1"),  # a same-host forwarder makes any stranger look like this
+        ("closed-stranger", closed, "192.0.2.7"),
+        ("closed-loopback", closed, "127.0.0.1"),
+    ]:
+        app = await make_app(args, FakeClock(), Scorer(), gate=gate)
+        transport = httpx.ASGITransport(app=app, client=(host, 40000))
+        async with httpx.AsyncClient(transport=transport, base_url="http://leanserve") as http:
+            answers[name] = await http.post("/generate", content=body, headers=LEANCOPILOT_HEADERS)
+    assert answers["keyed-loopback"].status_code == 401
+    assert answers["keyed-loopback"].json() == {"detail": "An API key is required: send `Authorization: Bearer <key>`."}
+    assert answers["closed-stranger"].status_code == 401
+    assert "own machine only" in answers["closed-stranger"].json()["detail"]
+    assert answers["closed-loopback"].status_code == 200 and answers["closed-loopback"].json()["outputs"]
+
+
 async def test_the_key_gate_answers_before_the_body_is_parsed():
-    gate = ApiKeyGate(["k-1"], allow_networks=[])  # loopback too must send the key
+    gate = ApiKeyGate(["k-1"])  # loopback too must send the key
     app = await make_app(app_args(), FakeClock(), Scorer(), gate=gate)
     async with client(app) as http:
         stranger = await http.post("/generate", content=b"{not json", headers=LEANCOPILOT_HEADERS)
