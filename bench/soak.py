@@ -7,7 +7,8 @@ It starts the launcher as `make serve` does (run `make models` first for the def
 /generate for `minutes`, and per window records the latency percentiles, the statuses, and the memory of the
 whole process tree (PSS: shared pages count once). It reports errors (anything but 200, besides intended
 503s, which are counted apart), the p99 drift (last window / first window) and the memory drift (last minus
-first window), then stops the stack with SIGINT. Results: bench/results/soak-<date>[-<label>].json.
+first window), the RSS and PSS after warm-up and their slope since, then stops the stack with SIGINT.
+Results: bench/results/soak-<UTC date and time>[-<label>].json, never overwritten.
 """
 
 from __future__ import annotations
@@ -22,11 +23,15 @@ import sys
 import time
 from collections import Counter
 from datetime import UTC, datetime
+from pathlib import Path
 
 import httpx
 import psutil
 
-from bench.stack_figures import GOALS, percentile, start_stack, tree_memory_gib, write_result
+from bench.stack_figures import GOALS, REPO_ROOT, percentile, start_stack, tree_memory_gib
+
+# The first windows load the model, fill the KV cache and warm the allocators: the slope is fitted after them.
+WARMUP_WINDOWS = 3
 
 
 def load_states() -> list[str]:
@@ -66,13 +71,26 @@ async def client_loop(client: httpx.AsyncClient, states: list[str], offset: int,
 
 
 async def sample_memory(root: psutil.Process, recorder: Recorder, memory: dict[int, list[float]],
-                        loads: dict[int, list[float]], stop_at: float) -> None:
+                        rss: dict[int, list[float]], loads: dict[int, list[float]], stop_at: float) -> None:
     while time.perf_counter() < stop_at:
         index = int((time.perf_counter() - recorder.started) // recorder.window_s)
-        pss = await asyncio.to_thread(tree_memory_gib, root)
-        memory.setdefault(index, []).append(pss["pss_gib"])
+        sample = await asyncio.to_thread(tree_memory_gib, root)
+        memory.setdefault(index, []).append(sample["pss_gib"])
+        rss.setdefault(index, []).append(sample["rss_sum_gib"])
         loads.setdefault(index, []).append(os.getloadavg()[0])
-        await asyncio.sleep(10)
+        await asyncio.sleep(10)  # a sampling period, not a wait for an event
+
+
+def slope_mib_per_min(windows: list[dict], key: str, window_s: float) -> float | None:
+    """Least-squares slope of `key` (GiB) over the windows after warm-up, in MiB per minute."""
+    points = [(w["window"] * window_s / 60, w[key] * 1024) for w in windows
+              if w["window"] >= WARMUP_WINDOWS and w.get(key) is not None]
+    if len(points) < 3:
+        return None
+    mean_x = statistics.mean(x for x, _ in points)
+    mean_y = statistics.mean(y for _, y in points)
+    spread = sum((x - mean_x) ** 2 for x, _ in points)
+    return round(sum((x - mean_x) * (y - mean_y) for x, y in points) / spread, 2)
 
 
 async def soak(url: str, root: psutil.Process, options) -> dict:
@@ -81,11 +99,12 @@ async def soak(url: str, root: psutil.Process, options) -> dict:
     stop_at = started + options.minutes * 60
     recorder = Recorder(started, options.window_s)
     memory: dict[int, list[float]] = {}
+    rss: dict[int, list[float]] = {}
     loads: dict[int, list[float]] = {}
     limits = httpx.Limits(max_connections=options.concurrency * 2)
     async with httpx.AsyncClient(base_url=url, timeout=600, limits=limits) as client:
         await asyncio.gather(
-            sample_memory(root, recorder, memory, loads, stop_at),
+            sample_memory(root, recorder, memory, rss, loads, stop_at),
             *(client_loop(client, states, k, options.concurrency, options.model, recorder, stop_at)
               for k in range(options.concurrency)),
         )
@@ -100,6 +119,7 @@ async def soak(url: str, root: psutil.Process, options) -> dict:
             "p50_s": round(statistics.median(ok), 3) if ok else None,
             "p99_s": round(percentile(ok, 0.99), 3) if ok else None,
             "pss_gib": round(statistics.mean(memory[index]), 3) if memory.get(index) else None,
+            "rss_sum_gib": round(statistics.mean(rss[index]), 3) if rss.get(index) else None,
             "loadavg_1m": round(statistics.mean(loads[index]), 2) if loads.get(index) else None,
         })
     # A last window cut short by the end of the run holds few requests: compare full windows only.
@@ -125,8 +145,27 @@ async def soak(url: str, root: psutil.Process, options) -> dict:
         "pss_first_window_gib": first_pss,
         "pss_last_window_gib": last_pss,
         "pss_drift_mib": round((last_pss - first_pss) * 1024, 1) if first_pss is not None else None,
+        # The bound: after warm-up the tree's memory should stay flat (a slope near 0 MiB/min).
+        "warmup_windows": WARMUP_WINDOWS,
+        "pss_after_warmup_gib": next((w["pss_gib"] for w in full if w["window"] == WARMUP_WINDOWS), None),
+        "rss_first_window_gib": with_memory[0]["rss_sum_gib"] if with_memory else None,
+        "rss_after_warmup_gib": next((w["rss_sum_gib"] for w in full if w["window"] == WARMUP_WINDOWS), None),
+        "rss_last_window_gib": with_memory[-1]["rss_sum_gib"] if with_memory else None,
+        "pss_slope_after_warmup_mib_per_min": slope_mib_per_min(full, "pss_gib", options.window_s),
+        "rss_slope_after_warmup_mib_per_min": slope_mib_per_min(full, "rss_sum_gib", options.window_s),
         "windows": windows,
     }
+
+
+def write_soak_result(label: str, result: dict) -> Path:
+    """bench/results/soak-<UTC date and time>[-<label>].json, created anew: a result is never overwritten."""
+    out_dir = REPO_ROOT / "bench" / "results"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    suffix = f"-{label}" if label else ""
+    out = out_dir / f"soak-{datetime.now(UTC):%Y-%m-%dT%H%M%SZ}{suffix}.json"
+    with out.open("x", encoding="utf-8") as handle:  # "x": fail rather than overwrite
+        handle.write(json.dumps(result, indent=2) + "\n")
+    return out
 
 
 def main() -> int:
@@ -163,7 +202,8 @@ def main() -> int:
         "machine": {"cpus": psutil.cpu_count(), "loadavg_before": load_before, "loadavg_after": load_after},
         **report,
     }
-    write_result("soak", options.label, result)
+    out = write_soak_result(options.label, result)
+    print(out)
     print(json.dumps({k: v for k, v in result.items() if k != "windows"}, indent=2))
     return 0 if result["errors"] == 0 else 1
 

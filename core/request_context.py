@@ -55,6 +55,9 @@ class RequestContext:
     replica: str | None = None
     prompt_tokens: int | None = None
     cached_prompt_tokens: int | None = None
-    # Who is asking, for state kept across requests (the Ollama sample window): a hash of the API key the
-    # client presented, or its address. Never the key itself.
+    # Who is asking, for state kept across requests (the Ollama sample window, cross-call dedup's scope): a
+    # hash of the API key the client presented, or its address. Never the key itself.
     client: str = ""
+    # Optional hops skipped for this answer (e.g. "scorer-unavailable"): the HTTP app reports them in the
+    # X-LeanServe-Degraded response header.
+    degraded: list[str] = field(default_factory=list)

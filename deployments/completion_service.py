@@ -75,8 +75,8 @@ class CompletionService:
 
     def prepare(self, query: CompletionQuery, ctx: RequestContext) -> PreparedCompletion:
         """Name, limits and sampling checked before anything runs (a stream's status is sent with its first byte)."""
-        check_prompt(query.prompt, self.args.limits)
         bundle = self.tactics.registry.resolve(query.name, "complete")
+        check_prompt(query.prompt, self.args.limits, bundle.tokens_are_bytes)
         ctx.bundle = bundle.name
         s = query.sampling
         sampling = resolve_client_sampling(

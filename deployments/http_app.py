@@ -48,6 +48,8 @@ SESSION_HEADER = "X-Session-Id"
 REPLICA_HEADER = "X-LeanServe-Replica"
 PROMPT_TOKENS_HEADER = "X-LeanServe-Prompt-Tokens"
 CACHED_TOKENS_HEADER = "X-LeanServe-Cached-Tokens"
+# Which optional hops an answer went without (ctx.degraded, e.g. "scorer-unavailable"; docs/scoring.md).
+DEGRADED_HEADER = "X-LeanServe-Degraded"
 METERED_ROUTES = {
     "/generate": "generate",
     "/generate_batch": "generate_batch",
@@ -152,6 +154,8 @@ def _add_middlewares(app: FastAPI, service: TacticService, gate: Gate | None) ->
         ):
             if value is not None:
                 response.headers[header] = str(value)
+        if context.degraded:
+            response.headers[DEGRADED_HEADER] = ", ".join(dict.fromkeys(context.degraded))
         return response
 
 

@@ -4,6 +4,9 @@ DeploymentHandles, and owns what spans bundles.
 - name resolution and route support (logic/registry.py), request limits (logic/validation.py);
 - coalescing of identical requests in flight, cross-call deduplication, LeanProgress scoring and ranking;
 - the one deadline of each request (core/request_context.py): every hop waits only for what is left of it;
+- the failure policy of the optional hops (docs/scoring.md): a lost dedup store or scorer degrades the
+  answer (unfiltered, or unscored and ranked by the generator) and names it in `ctx.degraded`; a circuit
+  breaker per hop (logic/circuit.py) then skips it for a cooldown, so no request waits for a dead hop;
 - Ray's errors mapped to LeanServe's (deployments/ray_errors.py).
 
 No FastAPI here: the routers (deployments/leancopilot/router.py) translate their wire protocol to these calls,
@@ -32,7 +35,9 @@ from deployments.health import SCALES_TO_ZERO, HealthCache, HealthReport, state_
 from deployments.metrics import record_candidates
 from deployments.ray_errors import as_leanserve_error
 from logic.admission import AdmissionGate, ServiceRate
+from logic.circuit import CircuitBreaker
 from logic.coalescing import SingleFlight
+from logic.dedup import dedup_key, skip_returned, tactic_digest
 from logic.priority import PriorityClass, engine_priority
 from logic.progress_ranking import ProgressCandidate, rank_by_progress
 from logic.registry import ModelRegistry
@@ -48,6 +53,13 @@ from logic.validation import (
 # A DeploymentHandle, or in unit tests anything with `handle.method.remote(...)` returning an awaitable
 # that has `.cancel()`.
 Handle = Any
+# Values of ctx.degraded (the X-LeanServe-Degraded header): which optional hop the answer went without.
+SCORER_UNAVAILABLE = "scorer-unavailable"
+DEDUP_UNAVAILABLE = "dedup-unavailable"
+
+
+class HopSkipped(Exception):
+    """An optional hop failed, timed out on its own budget, or its breaker is open: answer without it."""
 
 
 @dataclass(frozen=True)
@@ -82,9 +94,14 @@ def bundles_to_probe(bundles: list[BundleConfig]) -> list[str]:
 
 
 async def await_handle_call(response: Any, timeout_s: float, on_timeout: LeanServeError | None = None) -> Any:
-    """Await a handle call for at most `timeout_s`; on timeout the call (and its engine request) is cancelled."""
+    """Await a handle call for at most `timeout_s`. On timeout, and when the awaiting task is cancelled (its
+    last caller left), the call and its engine request are cancelled too: Ray cancels a handle call by itself
+    only with the request it was made in, and a coalesced call belongs to none (logic/coalescing.py)."""
     try:
         return await asyncio.wait_for(response, timeout_s)
+    except asyncio.CancelledError:
+        response.cancel()
+        raise
     except TimeoutError:
         response.cancel()
         raise (on_timeout or GenerationTimeoutError("Generation timed out.")) from None
@@ -126,6 +143,9 @@ class TacticService:
         self.dedup_store = dedup_store  # None: no bundle opted into cross-call dedup
         self.flights: SingleFlight[BundleAnswer] = SingleFlight()
         self.admission = {b.name: admission_gate(b, clock) for b in args.models}
+        cooldown_s = args.ingress.breaker_cooldown_s
+        self.dedup_breaker = CircuitBreaker(cooldown_s, clock)
+        self.scorer_breakers = {name: CircuitBreaker(cooldown_s, clock) for name in self.scorers}
         self.health_cache = HealthCache(self._probe_all, args.ingress.health_min_interval_s, clock)
 
     def new_context(self, request_id: str) -> RequestContext:
@@ -138,8 +158,10 @@ class TacticService:
         """Candidates for the next tactic, best first: the bundle's cleaned candidates, minus those returned
         before (cross-call dedup), ranked by the LeanProgress scorer when `use_reward` asks for it."""
         started = time.perf_counter()
-        check_tactic_request(query.state, query.prefix, query.n, query.max_tokens, self.args.limits)
         bundle = self.registry.lookup(query.name)
+        check_tactic_request(
+            query.state, query.prefix, query.n, query.max_tokens, self.args.limits, bundle.tokens_are_bytes
+        )
         ctx.bundle = bundle.name
         # LeanDojo-v2's 400 comes first: it answers any bundle without a scorer, encoder-only ones too.
         scorer = self._scorer_for(bundle) if query.use_reward else None
@@ -233,30 +255,71 @@ class TacticService:
             raise ScorerNotConfiguredError()
         return scorer
 
+    async def _optional_hop(self, breaker: CircuitBreaker, start, cap_s: float, ctx: RequestContext) -> Any:
+        """One call to an optional hop, within its own cap and the request's deadline. Raises HopSkipped when
+        the breaker is open, or the hop fails or outlasts its cap (the breaker then opens). When the request's
+        own deadline is what ran out, the request gets its 504 as from any hop, and the hop is not blamed."""
+        if not breaker.allow():
+            raise HopSkipped("skipped for a while: it failed moments ago")
+        budget_s = ctx.deadline.budget(cap_s)
+        try:
+            result = await await_handle_call(start(), budget_s)
+        except GenerationTimeoutError as exc:
+            if budget_s < cap_s:  # the deadline, not the hop's cap, was the limit
+                breaker.abandoned()
+                raise
+            breaker.failed()
+            raise HopSkipped(f"no answer within {cap_s:g} s") from exc
+        except LeanServeError as exc:
+            if exc.status_code < 500:  # the request's fault, not the hop's
+                breaker.abandoned()
+                raise
+            breaker.failed()
+            raise HopSkipped(exc.detail) from exc
+        except BaseException:  # cancelled: the caller left before a verdict
+            breaker.abandoned()
+            raise
+        breaker.succeeded()
+        return result
+
     async def _skip_returned(
         self, bundle: str, query: TacticQuery, tactics: list[ScoredTactic], ctx: RequestContext
     ) -> list[ScoredTactic]:
-        """Cross-call deduplication: drop the tactics already returned for this input (by any replica)."""
-        call = self.dedup_store.take_new.remote(bundle, query.state, query.prefix, [t.output for t in tactics])
+        """Cross-call deduplication: drop the tactics this caller got before for this input (by any replica).
+        The store sees digests only (logic/dedup.py)."""
+        key = dedup_key(bundle, ctx.client, query.state, query.prefix)
+        digests = [tactic_digest(t.output) for t in tactics]
         try:
-            # Best effort, within the request's deadline and never longer than a health probe.
-            fresh = await await_handle_call(call, ctx.deadline.budget(self.args.ingress.health_timeout_s))
-        except LeanServeError as exc:
-            # A lost store must not fail generation; the client gets the candidates unfiltered.
-            request_logger(ctx.request_id).warning("dedup store unavailable ({}); returning unfiltered", exc.detail)
+            fresh = await self._optional_hop(
+                self.dedup_breaker, lambda: self.dedup_store.take_new.remote(bundle, key, digests),
+                self.args.ingress.dedup_timeout_s, ctx,
+            )
+        except HopSkipped as skipped:
+            # A lost store must not fail generation, nor stall it: the client gets the candidates unfiltered.
+            request_logger(ctx.request_id).warning("dedup store unavailable ({}); returning unfiltered", skipped)
+            ctx.degraded.append(DEDUP_UNAVAILABLE)
             return tactics
-        keep = set(fresh)
-        return [t for t in tactics if t.output in keep]
+        return skip_returned(tactics, fresh, lambda t: t.output)
 
     async def _rank_by_progress(
         self, scorer: ScorerConfig, query: TacticQuery, tactics: list[ScoredTactic], ctx: RequestContext
-    ) -> list[ProgressCandidate]:
-        """LeanProgress scores for every candidate, ranked per the contract (score = reward unless mixing)."""
+    ) -> list[ProgressCandidate] | list[ScoredTactic]:
+        """LeanProgress scores for every candidate, ranked per the contract (score = reward unless mixing).
+        Without the scorer (lost, overloaded, or skipped by its breaker): the generator's candidates in its
+        order, unscored, and SCORER_UNAVAILABLE in `ctx.degraded` (docs/scoring.md)."""
         if not tactics:
             return []
         items = [ScoringInput(goal=query.state, prefix=query.prefix, tactic=t.output) for t in tactics]
-        call = self.scorers[scorer.name].score.remote(ctx.request_id, items)
-        steps = await await_handle_call(call, ctx.deadline.remaining())
+        try:
+            steps = await self._optional_hop(
+                self.scorer_breakers[scorer.name],
+                lambda: self.scorers[scorer.name].score.remote(ctx.request_id, items),
+                self.args.ingress.scorer_timeout_s, ctx,
+            )
+        except HopSkipped as skipped:
+            request_logger(ctx.request_id).warning("scorer {} unavailable ({}); returning unscored", scorer.name, skipped)
+            ctx.degraded.append(SCORER_UNAVAILABLE)
+            return tactics
         return rank_by_progress([(t.output, t.score) for t in tactics], steps, scorer.mixing)
 
     # -- whole proofs and encodings --------------------------------------------------------------------------
@@ -264,8 +327,10 @@ class TacticService:
     async def prove(self, query: ProofQuery, ctx: RequestContext) -> list[ScoredTactic]:
         """Complete proof candidates of `query.theorem` from a whole-proof bundle, best first."""
         started = time.perf_counter()
-        check_proof_request(query.theorem, query.problem, query.n, query.max_tokens, self.args.limits)
         bundle = self.registry.resolve(query.name, "prove")
+        check_proof_request(
+            query.theorem, query.problem, query.n, query.max_tokens, self.args.limits, bundle.tokens_are_bytes
+        )
         ctx.bundle = bundle.name
         request = ProofRequest(
             ctx.request_id, query.theorem, query.problem, query.n, query.max_tokens,

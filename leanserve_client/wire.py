@@ -10,8 +10,9 @@ LEANCOPILOT_HEADERS = {"accept": "application/json", "Content-Type": "applicatio
 
 
 def leancopilot_body(payload: dict[str, Any]) -> bytes:
-    """The body exactly as LeanCopilot serialises it: keys sorted, compact, non-ASCII as raw UTF-8."""
-    return json.dumps(payload, ensure_ascii=False, separators=(",", ":"), sort_keys=True).encode("utf-8")
+    """The body as LeanCopilot serialises it, with Lean's `Json.pretty`: keys sorted, a space after every `:` and
+    `,`, non-ASCII as raw UTF-8 (past 80 columns Json.pretty also breaks lines, whitespace a parser ignores)."""
+    return json.dumps(payload, ensure_ascii=False, separators=(", ", ": "), sort_keys=True).encode("utf-8")
 
 
 def generate_payload(state: str, name: str, prefix: str = "", **extra: Any) -> dict[str, Any]:

@@ -87,7 +87,8 @@ def to_leanserve_error(failure: ApiFailure, bundle: str) -> LeanServeError:
         return GenerationTimeoutError(f"The remote API of {bundle!r} did not answer in time.")
     if failure.status == 429 or failure.transient:
         return ServiceUnavailableError(f"The remote API of {bundle!r} is unavailable or rate-limited: {failure}")
-    if failure.status in (401, 403):
+    # Gemini refuses a bad key with 400 API_KEY_INVALID ("API key not valid"), not 401.
+    if failure.status in (401, 403) or (failure.status == 400 and "api key not valid" in str(failure).lower()):
         return ServiceUnavailableError(f"The remote API of {bundle!r} refused the API key: {failure}")
     if failure.status in (400, 413) and "context" in str(failure).lower():
         return InputTooLargeError(f"The input is too long for {bundle!r}: {failure}")

@@ -4,7 +4,9 @@
 - Gemini: `POST /v1beta/models/{model}:generateContent` or `/v1/...` (x-goog-api-key), answers `{"candidates": [...]}`.
 - OpenAI chat completions: `POST /v1/chat/completions` (Bearer key), answers `{"choices": [...]}`.
 
-A test scripts them: `fail_next(status, count)` makes the next calls fail as the real API would (429 with
+Each checks the API key the way its real API does (the key the server was started with, in that API's
+header) and answers a wrong or missing one with that API's own 401 (Gemini: 400 API_KEY_INVALID), before
+anything else. A test scripts them: `fail_next(status, count)` makes the next calls fail as the real API would (429 with
 Retry-After, 5xx), `delay_s` makes them slow, `answers(call_index, user_text, n)` decides what they say.
 Every request is recorded (headers and JSON body) so tests can check what the engines really sent.
 """
@@ -41,6 +43,7 @@ class StandinState:
     delay_s: float = 0.0
     failures: list[int] = field(default_factory=list)  # statuses of the next calls to fail
     retry_after_s: float = 0.0
+    api_key: str = "sk-standin"  # the one key the stand-ins accept
     requests: list[dict[str, Any]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -56,10 +59,13 @@ class StandinState:
             self.answers = default_answers
 
     async def admit(self, request: Request, body: dict[str, Any]) -> tuple[int, JSONResponse | None]:
-        """Record the call; return its index, or an error response when a failure is scripted."""
+        """Record the call; return its index, or an error response: the API's own for a wrong key, else a
+        scripted failure."""
         with self.lock:
             index = len(self.requests)
             self.requests.append({"headers": dict(request.headers), "body": body, "path": request.url.path})
+            if not key_accepted(request, self.api_key):
+                return index, key_refused(request.url.path)
             status = self.failures.pop(0) if self.failures else None
         if self.delay_s:
             await asyncio.sleep(self.delay_s)
@@ -67,6 +73,28 @@ class StandinState:
             return index, None
         headers = {"retry-after": str(self.retry_after_s)} if status == 429 else {}
         return index, JSONResponse(status_code=status, content=_error_body(request.url.path, status), headers=headers)
+
+
+def key_accepted(request: Request, api_key: str) -> bool:
+    """The key where each real API reads it: Anthropic x-api-key (or a Bearer token, as newer SDKs send),
+    Gemini x-goog-api-key (or ?key=), OpenAI a Bearer token."""
+    path, headers = request.url.path, request.headers
+    bearer = headers.get("authorization", "").removeprefix("Bearer ") if headers.get("authorization", "").startswith("Bearer ") else None
+    if path.startswith("/v1/messages"):
+        sent = headers.get("x-api-key") or bearer
+    elif path.startswith(("/v1beta", "/v1/models")):
+        sent = headers.get("x-goog-api-key") or request.query_params.get("key")
+    else:
+        sent = bearer
+    return sent == api_key
+
+
+def key_refused(path: str) -> JSONResponse:
+    if path.startswith("/v1/messages"):
+        return JSONResponse(status_code=401, content={"type": "error", "error": {"type": "authentication_error", "message": "invalid x-api-key"}})
+    if path.startswith(("/v1beta", "/v1/models")):
+        return JSONResponse(status_code=400, content={"error": {"code": 400, "message": "API key not valid. Please pass a valid API key.", "status": "INVALID_ARGUMENT", "details": [{"reason": "API_KEY_INVALID"}]}})
+    return JSONResponse(status_code=401, content={"error": {"message": "Incorrect API key provided.", "type": "invalid_request_error", "code": "invalid_api_key"}})
 
 
 def _error_body(path: str, status: int) -> dict[str, Any]:
@@ -96,9 +124,6 @@ def build_app(state: StandinState) -> FastAPI:
         index, failure = await state.admit(request, body)
         if failure:
             return failure
-        # Older SDKs send x-api-key, newer ones a Bearer token; the API takes both.
-        if request.headers.get("x-api-key") is None and not request.headers.get("authorization", "").startswith("Bearer "):
-            return JSONResponse(status_code=401, content=_error_body("/v1/messages", 401))
         text = state.answers(index, last_user_text(body["messages"]), 1)[0]
         return {
             "id": f"msg_{index}", "type": "message", "role": "assistant", "model": body["model"],
@@ -161,8 +186,8 @@ def build_app(state: StandinState) -> FastAPI:
 class StandinServer:
     """The stand-in app served by uvicorn in a background thread of the test process."""
 
-    def __init__(self, port: int):
-        self.state = StandinState()
+    def __init__(self, port: int, api_key: str = "sk-standin"):
+        self.state = StandinState(api_key=api_key)
         self.port = port
         self.url = f"http://127.0.0.1:{port}"
         config = uvicorn.Config(build_app(self.state), host="127.0.0.1", port=port, log_level="warning")

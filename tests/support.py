@@ -14,8 +14,11 @@ def shared_data_path(name: str) -> Path:
 
 
 def leancopilot_bytes(payload: dict) -> bytes:
-    """The body exactly as LeanCopilot's Lean client sends it: keys sorted, compact, raw UTF-8."""
-    return json.dumps(payload, ensure_ascii=False, separators=(",", ":"), sort_keys=True).encode("utf-8")
+    """The body as LeanCopilot's Lean client sends it: `toString (toJson req)`, which is Lean's `Json.pretty`:
+    keys sorted (Lean's JSON objects are ordered maps), a space after every `:` and `,`, raw UTF-8, e.g.
+    `{"input": "⊢ True", "name": "tiny", "prefix": ""}`. (Past 80 columns Json.pretty also breaks lines;
+    JSON parsers ignore that whitespace, so one line stands for it.)"""
+    return json.dumps(payload, ensure_ascii=False, separators=(", ", ": "), sort_keys=True).encode("utf-8")
 
 
 LEANCOPILOT_HEADERS = {"accept": "application/json", "Content-Type": "application/json"}

@@ -65,6 +65,22 @@ class IngressSettings(StrictModel):
         "at once (Serve's own default queues without bound).",
     )
     health_timeout_s: float = Field(default=10.0, gt=0, description="/health waits this long for each bundle.")
+    # The optional hops: a lost one degrades the answer (docs/scoring.md) instead of failing or stalling it.
+    dedup_timeout_s: float = Field(
+        default=1.0, gt=0, description="/generate waits this long for the dedup store; then the candidates go unfiltered."
+    )
+    scorer_timeout_s: float = Field(
+        default=30.0,
+        gt=0,
+        description="use_reward waits this long for the scorer (within the deadline); then unscored candidates, "
+        "with the X-LeanServe-Degraded header.",
+    )
+    breaker_cooldown_s: float = Field(
+        default=10.0,
+        gt=0,
+        description="After the dedup store or a scorer fails, requests skip it this long (answering degraded at "
+        "once), then one request tries it again.",
+    )
     health_min_interval_s: float = Field(
         default=2.0,
         ge=0,
@@ -88,8 +104,13 @@ class RequestLimits(StrictModel):
     """What one request may ask for; beyond it the client gets 413 (size) or 422 (value)."""
 
     # Lean's curl sends far less; anything bigger is a mistake or an attack.
-    max_input_chars: int = Field(default=65_536, ge=1, description="Longest `input` (413 beyond).")
-    max_prefix_chars: int = Field(default=4_096, ge=0, description="Longest `prefix` (413 beyond).")
+    # Counted in characters; in UTF-8 bytes where the tokens are bytes (ByT5 bundles, /encode): logic/validation.py.
+    max_input_chars: int = Field(
+        default=65_536, ge=1, description="Longest `input`, in characters; in UTF-8 bytes for ByT5 bundles and /encode (413 beyond)."
+    )
+    max_prefix_chars: int = Field(
+        default=4_096, ge=0, description="Longest `prefix`, in characters; in UTF-8 bytes for ByT5 bundles (413 beyond)."
+    )
     # LLMLean puts the whole file up to the cursor in its prompt.
     max_prompt_chars: int = Field(
         default=262_144, ge=1, description="Longest raw prompt, or all chat turns together (/v1, /api; 413 beyond)."

@@ -248,6 +248,17 @@ class BundleConfig(StrictModel):
         return self.engine in REMOTE_ENGINES
 
     @property
+    def tokens_are_bytes(self) -> bool:
+        """Whether the request limits count UTF-8 bytes rather than characters (logic/validation.py).
+
+        The transformers engine is how LeanServe serves LeanCopilot's ByT5 models, whose tokens are UTF-8
+        bytes and whose encoder has no context limit of its own: 65,536 × "𝔸" would be 262,144 tokens. A
+        decoder-only model on this engine is covered too, since no tokenizer makes more tokens than bytes
+        (byte-fallback ones at most one per byte); vLLM and the remote APIs enforce their own context.
+        """
+        return self.engine == "transformers"
+
+    @property
     def transformers_settings(self) -> TransformersEngineConfig:
         return self.transformers or TransformersEngineConfig()
 

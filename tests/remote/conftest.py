@@ -5,6 +5,8 @@ from __future__ import annotations
 import pytest
 from api_standins import StandinServer
 
+STANDIN_KEY = "sk-test-123"  # what tests/remote/test_remote_engines.py puts in the engines' key variable
+
 
 @pytest.fixture(scope="module")
 def standin():
@@ -13,7 +15,7 @@ def standin():
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    with StandinServer(port) as server:
+    with StandinServer(port, api_key=STANDIN_KEY) as server:
         yield server
 
 

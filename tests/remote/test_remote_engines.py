@@ -173,3 +173,12 @@ async def test_cancelling_generate_cancels_every_parallel_call(api):
         await task
     assert await engine.num_unfinished_requests() == 0
     engine.shutdown()
+
+
+@pytest.mark.parametrize("engine_kind", ["anthropic", "gemini", "openai"])
+async def test_a_wrong_key_is_refused_by_the_api_and_reported_as_such(api, monkeypatch, engine_kind):
+    # The stand-ins check keys as the real APIs do: a wrong one gets the API's own refusal, not an answer.
+    monkeypatch.setenv(KEY_ENV, "sk-wrong")
+    with pytest.raises(ServiceUnavailableError, match="refused the API key"):
+        await generate(make_engine(bundle(engine_kind, api.url)), SamplingRequest(1, 0.6, 0.9, 64))
+    assert len(api.state.requests) == 1, "a refused key must not be retried on the owner's bill"

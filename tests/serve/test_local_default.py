@@ -78,9 +78,20 @@ def test_default_model_answers_leancopilot_with_ranked_tactics(local_server):
 
 def test_default_bundle_encodes_with_minilm(local_server):
     _, url, _ = local_server
-    response = httpx.post(f"{url}/encode", json={"input": "⊢ 2 + 2 = 4", "name": "default"}, timeout=60)
+    text = "⊢ 2 + 2 = 4"
+    response = httpx.post(f"{url}/encode", json={"input": text, "name": "default"}, timeout=60)
     assert response.status_code == 200
-    assert len(response.json()["outputs"]) == MINILM_DIM
+    vector = response.json()["outputs"]
+    assert len(vector) == MINILM_DIM
+    # The vector MiniLM itself gives for this text (not just any 384 numbers), computed here offline.
+    import torch
+
+    from core.config import EncoderConfig
+    from models.encoder import TransformersEncoder
+
+    offline = TransformersEncoder(EncoderConfig(model=str(REPO_ROOT / ".models" / "all-minilm-l6-v2"), device="cpu"))
+    expected = offline.encode_batch([text])[0]
+    assert torch.allclose(torch.tensor(vector), torch.tensor(expected), atol=1e-4)
 
 
 def test_sigterm_stops_everything_it_started(local_server):

@@ -101,7 +101,9 @@ def test_use_reward_returns_what_the_checkpoint_predicts_offline(scored_app, off
 def test_without_use_reward_the_extras_stay_null(scored_app):
     response = generate(scored_app, {"input": lean_goals(8)[1], "name": GENERATOR, "prefix": ""})
     assert response.status_code == 200
-    for candidate in response.json()["outputs"]:
+    outputs = response.json()["outputs"]
+    assert outputs, "no candidate: the loop below would check nothing"
+    for candidate in outputs:
         assert candidate["steps_remaining"] is None and candidate["reward"] is None and candidate["model_score"] is None
         assert 0.0 <= candidate["score"] <= 1.0
 

@@ -39,6 +39,9 @@ def test_dedup_store_is_bound_only_when_a_bundle_opts_in():
     assert without.init_args[3] is None  # (args, bundles, scorers, dedup store)
     with_dedup = build_app(parse_app_args({"models": [{**spec, "dedup": {"enabled": True}}]}))._bound_deployment
     assert with_dedup.init_args[3]._bound_deployment.name == DEDUP_DEPLOYMENT_NAME
+    store = with_dedup.init_args[3]._bound_deployment._deployment_config
+    # A bounded queue: a flood of dedup calls gets quick 503s (answers go unfiltered), not a backlog in memory.
+    assert 0 < store.max_queued_requests <= 1024 and store.max_ongoing_requests <= 256
 
 
 def test_options_carry_health_check_and_env():
@@ -46,3 +49,17 @@ def test_options_carry_health_check_and_env():
     options = deployment_options(bundle_spec(args.models[0]), IngressSettings())
     assert options["health_check_timeout_s"] >= 30
     assert options["ray_actor_options"]["num_gpus"] == 0
+
+
+def test_vllm_bundles_run_on_jemalloc_unless_the_operator_preloads_another_allocator():
+    from core.config import BundleConfig
+    from deployments.options import RAY_JEMALLOC, bundle_spec
+
+    assert RAY_JEMALLOC.exists(), "Ray's wheel no longer ships jemalloc: the vLLM worker would fragment glibc's heap"
+    vllm = BundleConfig(name="v", model="m")
+    env = deployment_options(bundle_spec(vllm), IngressSettings())["ray_actor_options"]["runtime_env"]["env_vars"]
+    assert env == {"LD_PRELOAD": str(RAY_JEMALLOC)}
+    own = BundleConfig(name="v", model="m", deployment={"env_vars": {"LD_PRELOAD": "/opt/libtcmalloc.so"}})
+    assert bundle_spec(own).settings.env_vars == {"LD_PRELOAD": "/opt/libtcmalloc.so"}
+    encoder_only = BundleConfig(name="e", engine="transformers", model="m")
+    assert "runtime_env" not in deployment_options(bundle_spec(encoder_only), IngressSettings())["ray_actor_options"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 
 import pytest
 
@@ -81,3 +82,71 @@ async def test_a_timeout_in_one_waiter_leaves_the_others_served():
     patient = flights.run("k", call)
     results = await asyncio.gather(impatient, patient, return_exceptions=True)
     assert isinstance(results[0], asyncio.TimeoutError) and results[1] == "answer-1" and call.calls == 1
+
+
+# -- the shared call belongs to no caller --------------------------------------------------------------------
+
+REQUEST = contextvars.ContextVar("request", default=None)
+
+
+class RaySim:
+    """What Ray Serve does with handle calls (ray.serve.context's in-flight requests): each call is recorded
+    under the request whose context made it, and cancelling that request cancels its calls."""
+
+    def __init__(self):
+        self.children: dict[str, list[asyncio.Task]] = {}
+        self.engine_calls = 0
+        self.engine_cancelled = 0
+
+    async def _engine(self):
+        self.engine_calls += 1
+        try:
+            await asyncio.sleep(0.2)
+        except asyncio.CancelledError:
+            self.engine_cancelled += 1
+            raise
+        return "answer"
+
+    def call(self):
+        task = asyncio.ensure_future(self._engine())
+        parent = REQUEST.get()
+        if parent is not None:
+            self.children.setdefault(parent, []).append(task)
+        return task
+
+    async def request(self, request_id: str, flights: SingleFlight):
+        REQUEST.set(request_id)
+        return await flights.run("k", self.call)
+
+    def cancel_request(self, request_id: str, task: asyncio.Task):
+        task.cancel()
+        for child in self.children.get(request_id, []):
+            child.cancel()
+
+
+async def test_the_first_caller_hanging_up_does_not_cancel_the_others_answer():
+    ray, flights = RaySim(), SingleFlight()
+    first = asyncio.ensure_future(ray.request("first", flights))
+    second = asyncio.ensure_future(ray.request("second", flights))
+    await asyncio.sleep(0.05)
+    ray.cancel_request("first", first)  # the first client hangs up: Ray cancels its request and its calls
+    assert await second == "answer"
+    assert (ray.engine_calls, ray.engine_cancelled) == (1, 0)
+    assert ray.children == {}, "the shared call was made in a caller's request context"
+    with pytest.raises(asyncio.CancelledError):
+        await first
+
+
+async def test_a_shared_call_cancelled_from_outside_is_restarted_not_passed_on_as_a_cancellation():
+    flights, calls = SingleFlight(), []
+
+    async def start():
+        calls.append(asyncio.current_task())
+        await asyncio.sleep(0.1)
+        return "answer"
+
+    waiter = asyncio.ensure_future(flights.run("k", start))
+    await asyncio.sleep(0.01)
+    calls[0].cancel()  # e.g. Ray cancelling a call it tied to some other request
+    assert await waiter == "answer"
+    assert len(calls) == 2

@@ -1,6 +1,8 @@
-"""Cross-call deduplication, the pure part: skip what was returned, bounded, expiring."""
+"""Cross-call deduplication, the pure part: skip what was returned, per caller, under digests, bounded, expiring."""
 
-from logic.dedup import ReturnedTactics, dedup_key
+from logic.dedup import ReturnedTactics, dedup_key, skip_returned, tactic_digest
+
+ALICE, BOB = "key:a1ice", "key:b0b"  # RequestContext.client of two callers
 
 
 class Clock:
@@ -11,38 +13,59 @@ class Clock:
         return self.now
 
 
+def take(memory: ReturnedTactics, key: bytes, tactics: list[str]) -> list[str]:
+    """What the service does around the store: digests in, the fresh tactics back."""
+    return skip_returned(tactics, memory.take_new(key, [tactic_digest(t) for t in tactics]), lambda t: t)
+
+
 def test_later_calls_return_only_new_tactics_in_order():
     memory = ReturnedTactics(max_inputs=10, ttl_s=60, max_tactics_per_input=100)
-    key = dedup_key("⊢ x = x", "")
-    assert memory.take_new(key, ["rfl", "simp", "rfl"]) == ["rfl", "simp"]
-    assert memory.take_new(key, ["simp", "omega", "rfl", "decide"]) == ["omega", "decide"]
-    assert memory.take_new(key, ["rfl", "simp"]) == []
+    key = dedup_key("tiny", ALICE, "⊢ x = x", "")
+    assert memory.take_new(key, [tactic_digest(t) for t in ["rfl", "simp", "rfl"]]) == [tactic_digest("rfl"), tactic_digest("simp")]
+    assert take(memory, key, ["simp", "omega", "rfl", "decide"]) == ["omega", "decide"]
+    assert take(memory, key, ["rfl", "simp"]) == []
 
 
-def test_inputs_and_prefixes_are_kept_apart():
+def test_inputs_prefixes_bundles_and_callers_are_kept_apart():
     memory = ReturnedTactics(max_inputs=10, ttl_s=60, max_tactics_per_input=100)
-    assert memory.take_new(dedup_key("a", ""), ["simp"]) == ["simp"]
-    assert memory.take_new(dedup_key("b", ""), ["simp"]) == ["simp"]
-    assert memory.take_new(dedup_key("a", "si"), ["simp"]) == ["simp"]
+    assert take(memory, dedup_key("tiny", ALICE, "a", ""), ["simp"]) == ["simp"]
+    assert take(memory, dedup_key("tiny", ALICE, "b", ""), ["simp"]) == ["simp"]
+    assert take(memory, dedup_key("tiny", ALICE, "a", "si"), ["simp"]) == ["simp"]
+    assert take(memory, dedup_key("other", ALICE, "a", ""), ["simp"]) == ["simp"]
+    # Bob's answer for the state Alice asked about is whole: her calls do not drain his tactics.
+    assert take(memory, dedup_key("tiny", BOB, "a", ""), ["simp"]) == ["simp"]
+    assert take(memory, dedup_key("tiny", ALICE, "a", ""), ["simp"]) == []
+
+
+def test_parts_cannot_run_into_each_other():
+    # With a plain separator, ("a\x00b", "c") and ("a", "b\x00c") would share a key.
+    assert dedup_key("tiny", ALICE, "c", "a\x00b") != dedup_key("tiny", ALICE, "b\x00c", "a")
+
+
+def test_keys_and_tactics_are_stored_as_fixed_size_digests():
+    state = "⊢ " + "x" * 60_000
+    key = dedup_key("tiny", ALICE, state, "")
+    assert len(key) == 32 and state.encode() not in key
+    assert len(tactic_digest("simp" * 1000)) == 16
 
 
 def test_entries_expire_after_ttl():
     clock = Clock()
     memory = ReturnedTactics(max_inputs=10, ttl_s=30, max_tactics_per_input=100, timer=clock)
-    key = dedup_key("s", "")
-    memory.take_new(key, ["simp"])
+    key = dedup_key("tiny", ALICE, "s", "")
+    take(memory, key, ["simp"])
     clock.now = 29
-    assert memory.take_new(key, ["simp"]) == []
+    assert take(memory, key, ["simp"]) == []
     clock.now = 31
-    assert memory.take_new(key, ["simp"]) == ["simp"]
+    assert take(memory, key, ["simp"]) == ["simp"]
 
 
 def test_memory_is_bounded_in_inputs_and_tactics():
     memory = ReturnedTactics(max_inputs=3, ttl_s=60, max_tactics_per_input=2)
     for i in range(10):
-        memory.take_new(dedup_key(f"state {i}", ""), ["simp"])
+        take(memory, dedup_key("tiny", ALICE, f"state {i}", ""), ["simp"])
     assert len(memory) == 3
-    key = dedup_key("s", "")
-    memory.take_new(key, ["a", "b", "c"])  # at most 2 kept: "a", the oldest, is forgotten
-    assert memory.take_new(key, ["c"]) == []
-    assert memory.take_new(key, ["a"]) == ["a"]
+    key = dedup_key("tiny", ALICE, "s", "")
+    take(memory, key, ["a", "b", "c"])  # at most 2 kept: "a", the oldest, is forgotten
+    assert take(memory, key, ["c"]) == []
+    assert take(memory, key, ["a"]) == ["a"]

@@ -117,3 +117,12 @@ def test_health_failures_are_short_and_safe():
     wrapped = RayTaskError("health", "long traceback with internals", RuntimeError("engine core died")).as_instanceof_cause()
     assert describe_failure(wrapped) == "unavailable (RuntimeError)"
     assert describe_failure(UnsupportedRouteError.generation("m")) == "Model 'm' does not support generation requests."
+
+
+def test_the_scorer_400_says_what_the_contract_says():
+    from support import REPO_ROOT
+
+    from core.errors import ScorerNotConfiguredError
+
+    contract = (REPO_ROOT.parent / "shared" / "CONTRACT.md").read_text(encoding="utf-8")
+    assert f"`{ScorerNotConfiguredError().detail}`" in contract or f'"{ScorerNotConfiguredError().detail}"' in contract

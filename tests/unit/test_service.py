@@ -134,6 +134,17 @@ async def test_generate_goes_through_service_bundle_and_pipeline():
     }
 
 
+async def test_leancopilot_json_pretty_bytes_are_served():
+    # Exactly what LeanCopilot's `Json.pretty` writes, byte for byte, as a fixture of its own.
+    body = b'{"input": "\xe2\x8a\xa2 True", "name": "tiny", "prefix": ""}'
+    assert leancopilot_bytes({"prefix": "", "name": "tiny", "input": "⊢ True"}) == body
+    app = await make_app(app_args(), FakeClock(), Scorer())
+    async with client(app) as http:
+        response = await http.post("/generate", content=body, headers=LEANCOPILOT_HEADERS)
+    assert response.status_code == 200
+    assert [o["output"] for o in response.json()["outputs"]] == ["test_0", "test_1", "test_2"]
+
+
 async def test_use_reward_ranks_by_the_scorer():
     app = await make_app(app_args(), FakeClock(), Scorer())
     response = await post(app, "/generate", {"input": "⊢ True", "name": "tiny", "prefix": "", "use_reward": True})

@@ -64,7 +64,16 @@ def test_cleaning_never_crashes_and_keeps_the_prefix(text, prefix, chat):
     tactic = clean_completion(text, prefix=prefix, chat=chat)
     assert tactic is None or (tactic.startswith(prefix) and tactic.strip())
     assert "\n" not in extract_chat_tactic(text)
-    assert isinstance(looks_like_tactic(text), bool)
+
+
+@PROPERTY_SETTINGS
+@given(TEXT)
+def test_the_shape_check_rejects_sentences_and_cut_off_candidates(text):
+    # Whatever the text, a full stop after a word makes it a sentence, and an open bracket a cut-off candidate.
+    if text[-1:].isascii() and text[-1:].isalpha():
+        assert not looks_like_tactic(text + ".")
+    assert not looks_like_tactic(text + " (")
+    assert not looks_like_tactic(text + " [")
 
 
 @PROPERTY_SETTINGS
