@@ -8,10 +8,15 @@ collection runs the sharing modules one after another, so it starts once.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 
 import pytest
 from serve_app import APP_NAME, ServeApp, build_test_app_args, free_port
+
+from core.config import PROXY_BODY_LIMIT_ENV, PROXY_CALLBACK, PROXY_CALLBACK_ENV, RequestLimits
+
+MAX_BODY_BYTES = RequestLimits().max_body_bytes
 
 # The fixtures that deploy on the shared cluster.
 SHARED_FIXTURES = frozenset({"serve_app", "openai_app"})
@@ -28,6 +33,9 @@ class SharedServe:
 
         if self.url is None:
             port = free_port()
+            # Serve's proxy with LeanServe's edge (body limit, Ray's client headers stripped), as `make serve`
+            # starts it: the proxy process inherits these from this one.
+            os.environ.update({PROXY_CALLBACK_ENV: PROXY_CALLBACK, PROXY_BODY_LIMIT_ENV: str(MAX_BODY_BYTES)})
             ray.init(address="local", num_cpus=2, include_dashboard=False)
             serve.start(http_options={"host": "127.0.0.1", "port": port})
             self.url = f"http://127.0.0.1:{port}"
@@ -42,6 +50,8 @@ class SharedServe:
 
             serve.shutdown()
             ray.shutdown()
+            for name in (PROXY_CALLBACK_ENV, PROXY_BODY_LIMIT_ENV):
+                os.environ.pop(name, None)
             self.url = None
 
 

@@ -217,23 +217,6 @@ def test_generate_batch_limits_apply_to_the_whole_batch(search_app):
     assert too_wide.status_code == 422 and "n is 33" in too_wide.json()["detail"]
 
 
-def test_leaving_a_batch_aborts_all_its_engine_requests(search_app):
-    lane = session()
-
-    def doomed():
-        with pytest.raises(httpx.ReadTimeout):
-            batch(search_app, [{"input": f"⊢ {i} = {i}"} for i in range(3)], timeout=3, max_tokens=4000,
-                  session_id=lane)
-
-    sender = threading.Thread(target=doomed)
-    sender.start()
-    # The batch's session routes its three items to one replica: one decoding, two waiting there.
-    assert search_app.wait_unfinished(lane, lambda n: n == 3, 30) == 3
-    sender.join()
-    # 12,000 tokens would take minutes one sequence at a time: only the disconnect can empty the engine now.
-    assert search_app.wait_unfinished(lane, lambda n: n == 0, 30) == 0
-
-
 def test_64_concurrent_requests_that_can_finish_in_time_all_succeed(search_app):
     states = [f"{goal}\n-- {i}" for i, goal in enumerate(lean_goals(16) * 4)]  # 64 distinct: no coalescing
     with ThreadPoolExecutor(64) as pool:
