@@ -9,6 +9,15 @@ from __future__ import annotations
 SCORER_NOT_CONFIGURED = "LeanProgress scoring requested but no model configured."
 
 
+# A client's own name (of a model) as error details and logs repeat it: enough to recognise, never its whole
+# length (a 100 MB `name` must not become a 100 MB error body and log line).
+MAX_ECHOED_CHARS = 100
+
+
+def echoed(name: str) -> str:
+    return name if len(name) <= MAX_ECHOED_CHARS else name[:MAX_ECHOED_CHARS] + f"… ({len(name)} characters)"
+
+
 class LeanServeError(Exception):
     status_code = 500
     retry_after_s: int | None = None
@@ -35,7 +44,7 @@ class UnknownModelError(LeanServeError):
 
     @classmethod
     def for_name(cls, name: str, known: list[str]) -> UnknownModelError:
-        return cls(f"Unknown model {name!r}. Known models: {', '.join(sorted(known))}.")
+        return cls(f"Unknown model {echoed(name)!r}. Known models: {', '.join(sorted(known))}.")
 
 
 class UnsupportedRouteError(LeanServeError):
@@ -43,19 +52,19 @@ class UnsupportedRouteError(LeanServeError):
 
     @classmethod
     def encoding(cls, name: str) -> UnsupportedRouteError:
-        return cls(f"Model '{name}' does not support encoding requests.")
+        return cls(f"Model '{echoed(name)}' does not support encoding requests.")
 
     @classmethod
     def generation(cls, name: str) -> UnsupportedRouteError:
-        return cls(f"Model '{name}' does not support generation requests.")
+        return cls(f"Model '{echoed(name)}' does not support generation requests.")
 
     @classmethod
     def proving(cls, name: str) -> UnsupportedRouteError:
-        return cls(f"Model '{name}' does not support whole-proof requests (/prove needs a bundle with task: whole_proof).")
+        return cls(f"Model '{echoed(name)}' does not support whole-proof requests (/prove needs a bundle with task: whole_proof).")
 
     @classmethod
     def tactic_generation(cls, name: str) -> UnsupportedRouteError:
-        return cls(f"Model '{name}' generates whole proofs: use /prove, not /generate.")
+        return cls(f"Model '{echoed(name)}' generates whole proofs: use /prove, not /generate.")
 
 
 class ScorerNotConfiguredError(LeanServeError):

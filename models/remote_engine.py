@@ -82,17 +82,23 @@ def failure_from_sdk_error(exc: Exception, timeout_error: type, status_error: ty
 
 
 def to_leanserve_error(failure: ApiFailure, bundle: str) -> LeanServeError:
-    """The HTTP answer for a call that still failed after the retries."""
+    """The HTTP answer for a call that still failed after the retries. The upstream API's own text stays in the
+    DEBUG log: it may quote the request, the account or the key, and it is not the client's business."""
+    logger.debug("remote API of {} failed: {}", bundle, failure)
     if failure.timeout:
         return GenerationTimeoutError(f"The remote API of {bundle!r} did not answer in time.")
     if failure.status == 429 or failure.transient:
-        return ServiceUnavailableError(f"The remote API of {bundle!r} is unavailable or rate-limited: {failure}")
+        return ServiceUnavailableError(f"The remote API of {bundle!r} is unavailable or rate-limited{_status(failure)}.")
     # Gemini refuses a bad key with 400 API_KEY_INVALID ("API key not valid"), not 401.
     if failure.status in (401, 403) or (failure.status == 400 and "api key not valid" in str(failure).lower()):
-        return ServiceUnavailableError(f"The remote API of {bundle!r} refused the API key: {failure}")
+        return ServiceUnavailableError(f"The remote API of {bundle!r} refused the API key{_status(failure)}.")
     if failure.status in (400, 413) and "context" in str(failure).lower():
-        return InputTooLargeError(f"The input is too long for {bundle!r}: {failure}")
-    return EngineFailureError(f"The remote API of {bundle!r} rejected the request: {failure}")
+        return InputTooLargeError(f"The input is too long for {bundle!r}{_status(failure)}.")
+    return EngineFailureError(f"The remote API of {bundle!r} rejected the request{_status(failure)}.")
+
+
+def _status(failure: ApiFailure) -> str:
+    return f" (HTTP {failure.status})" if failure.status is not None else ""
 
 
 class RemoteChatEngine(ABC):
