@@ -25,6 +25,8 @@ OK = "ok"
 SCALES_TO_ZERO = "ok (min_replicas 0: not probed)"
 DEGRADED = "degraded"
 BUSY = f"{DEGRADED}: busy (its health check waited for a slot)"
+# Not up: a replica that has not answered one probe yet is still loading its model.
+STARTING = "starting: no answer to a health check yet"
 
 
 def is_up(state: str) -> bool:

@@ -31,7 +31,7 @@ from core.errors import (
 from core.log_setup import request_logger
 from core.payloads import BundleAnswer, ProofRequest, ScoredTactic, ScoringInput, TacticRequest
 from core.request_context import Clock, Deadline, RequestContext
-from deployments.health import SCALES_TO_ZERO, HealthCache, HealthReport, state_of
+from deployments.health import BUSY, SCALES_TO_ZERO, STARTING, HealthCache, HealthReport, is_up, state_of
 from deployments.metrics import record_candidates
 from deployments.ray_errors import as_leanserve_error
 from logic.admission import AdmissionGate, ServiceRate
@@ -146,6 +146,7 @@ class TacticService:
         cooldown_s = args.ingress.breaker_cooldown_s
         self.dedup_breaker = CircuitBreaker(cooldown_s, clock)
         self.scorer_breakers = {name: CircuitBreaker(cooldown_s, clock) for name in self.scorers}
+        self._answered: set[str] = set()  # bundles and scorers that have answered a health probe once
         self.health_cache = HealthCache(self._probe_all, args.ingress.health_min_interval_s, clock)
 
     def new_context(self, request_id: str) -> RequestContext:
@@ -382,4 +383,8 @@ class TacticService:
                 raise
 
         results = await asyncio.gather(*(probe(n) for n in names), return_exceptions=True)
-        return {name: state_of(result) for name, result in zip(names, results, strict=True)}
+        states = {name: state_of(result) for name, result in zip(names, results, strict=True)}
+        # A replica that has never answered is starting (its engine loads for minutes), not busy: until it
+        # answers once, /health says unavailable, so a launcher or load balancer does not send it traffic yet.
+        self._answered.update(name for name, result in zip(names, results, strict=True) if is_up(states[name]) and states[name] != BUSY)
+        return {name: (STARTING if state == BUSY and name not in self._answered else state) for name, state in states.items()}

@@ -55,6 +55,10 @@ class TagsResponse(BaseModel):
     models: list[ModelTag]
 
 
+class ErrorResponse(BaseModel):
+    error: str
+
+
 def error_body(error: LeanServeError) -> dict[str, Any]:
     """Ollama's error shape: `{"error": "..."}`."""
     return {"error": error.detail}

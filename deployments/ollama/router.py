@@ -19,9 +19,11 @@ from fastapi.responses import StreamingResponse
 from core.errors import LeanServeError
 from core.request_context import RequestContext
 from deployments.completion_service import CompletionQuery, CompletionService, PreparedCompletion, SamplingQuery
-from deployments.ollama.protocol import GenerateRequest, ModelTag, TagsResponse, error_body
+from deployments.ollama.protocol import ErrorResponse, GenerateRequest, ModelTag, TagsResponse, error_body
 
-router = APIRouter(prefix="/api")
+router = APIRouter(
+    prefix="/api", responses={status: {"model": ErrorResponse} for status in (400, 401, 404, 413, 422, 503, 504)}
+)
 STARTED_AT = datetime.now(UTC).isoformat()
 
 

@@ -79,7 +79,12 @@ async def test_an_overloaded_model_is_degraded_not_down():
     overloaded = RefusingHandle(BackPressureError(num_queued_requests=8, max_queued_requests=8))
     app, _ = await health_app(FakeClock(), {"tiny": overloaded})
     async with client(app) as http:
+        starting = await http.get("/health")
+        app.state.service._answered.add("tiny")  # as after its first answer
+        app.state.service.health_cache._report = None
         response = await http.get("/health")
+    # Before a replica has ever answered it is loading its model: not up yet, so no traffic goes to it.
+    assert starting.status_code == 503 and starting.json()["models"]["tiny"].startswith("starting")
     assert response.status_code == 200, "a load balancer must not drop an instance for being busy"
     assert response.json()["status"] == "degraded"
     assert response.json()["models"]["tiny"] == "degraded: busy (its health check waited for a slot)"
@@ -91,6 +96,7 @@ async def test_a_probe_that_times_out_is_busy_too():
             await asyncio.Event().wait()
 
     app, _ = await health_app(FakeClock(), {"tiny": Handle(Hung())}, health_timeout_s=0.01)
+    app.state.service._answered.add("tiny")  # as after its first answer
     async with client(app) as http:
         response = await http.get("/health")
     assert (response.status_code, response.json()["models"]["tiny"]) == (200, "degraded: busy (its health check waited for a slot)")
