@@ -136,18 +136,22 @@ async def run(options) -> dict:
 
 
 def summarize(phases: list[dict]) -> dict:
-    """Per phase kind: total PSS growth per request and per first-seen prefill M, and tokens/s per run of it."""
+    """Per phase kind: PSS growth per vLLM process title, per request and per first-seen prefill M (the
+    worker's), and tokens/s per run of it. Titles are kept apart: the engine core's PSS moves when pages it
+    shares with the worker change hands, which is not growth."""
     out = {}
     for phase in PHASES:
         rows = [p for p in phases if p["phase"] == phase]
         if not rows:
             continue
-        grown = sum(sum(r["pss_delta_mib"].values()) for r in rows)
+        titles = sorted({title for r in rows for title in r["pss_delta_mib"]})
+        grown = {t: round(sum(r["pss_delta_mib"].get(t, 0.0) for r in rows), 1) for t in titles}
+        worker = grown.get("VLLM::Worker", 0.0)
         requests = sum(r["requests"] for r in rows)
         new_m = sum(r["new_prefill_m"] for r in rows)
-        out[phase] = {"requests": requests, "pss_growth_mib": round(grown, 1),
-                      "mib_per_request": round(grown / requests, 3), "new_prefill_m": new_m,
-                      "mib_per_new_m": round(grown / new_m, 3) if new_m else None,
+        out[phase] = {"requests": requests, "pss_growth_mib": grown,
+                      "worker_mib_per_request": round(worker / requests, 3), "new_prefill_m": new_m,
+                      "worker_mib_per_new_m": round(worker / new_m, 3) if new_m else None,
                       "tokens_per_s": [r["tokens_per_s"] for r in rows]}
     return out
 

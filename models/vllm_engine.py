@@ -41,7 +41,7 @@ from vllm.v1.engine.async_llm import AsyncLLM  # noqa: E402
 from vllm.v1.engine.exceptions import EngineDeadError  # noqa: E402
 from vllm.v1.metrics.loggers import StatLoggerBase  # noqa: E402
 
-__all__ = ["EngineDeadError", "VLLMEngine", "build_engine_args"]
+__all__ = ["EngineDeadError", "VLLMEngine", "build_engine_args", "cpu_linear_kernel"]
 
 # VLLMValidationError.parameter values that mean "the prompt is longer than the model's context".
 _PROMPT_PARAMETERS = frozenset({"input_text", "input_tokens", "prompt", "prompt_token_ids"})
@@ -223,3 +223,13 @@ class VLLMEngine:
     def shutdown(self) -> None:
         if self._engine is not None:
             self._engine.shutdown()
+
+
+def cpu_linear_kernel(weight: Any) -> Any:
+    """`x -> x @ weight.T` through the oneDNN kernel vLLM's CPU build runs each unquantized linear layer with
+    (model_executor/layers/utils.py: `create_onednn_mm(weight.t(), 32)`, one primitive per token count M).
+    Here for bench/onednn_primitives.py, which measures what that kernel's caches cost in memory and time."""
+    from vllm import _custom_ops as ops
+
+    handler = ops.create_onednn_mm(weight.t(), 32)
+    return lambda x: ops.onednn_mm(handler, x, None)
