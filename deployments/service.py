@@ -220,8 +220,6 @@ class TacticService:
         under the request's one deadline, each its own engine request (its n samples together); cancelling
         this call (the client left) cancels them all, and with them their engine requests."""
         check_batch_size(len(queries), self.args.limits)
-        # The HTTP app counted the request once; a batch costs its caller's rate one request per item.
-        await self.caller_rate.charge(ctx.client, ctx.key_class, len(queries) - 1)
         # n, max_tokens and the model are the batch's: a bad one fails it whole, not every item alike (each item
         # is still checked as the engine request it is; an unknown name is each item's 404).
         first = queries[0]
@@ -230,6 +228,8 @@ class TacticService:
             self.check_generated_tokens(
                 bundle, first.n or bundle.sampling.n, first.max_tokens or bundle.sampling.max_tokens, ctx
             )
+        # The HTTP app counted the request once; a batch that will run costs its caller's rate one per item.
+        await self.caller_rate.charge(ctx.client, ctx.key_class, len(queries) - 1)
         started = time.perf_counter()
         # Each item its own context (the answer's replica and tokens), all under the request's one deadline.
         contexts = [dataclasses.replace(ctx, priority_class=BATCH_ROUTE_CLASS) for _ in queries]

@@ -16,6 +16,9 @@ import time
 from core.config import RetryBudgetConfig
 from core.request_context import Clock
 
+# Deposits are fractions (0.2 x 5 is 0.9999999999999999 in floats): a whole retry within this counts as one.
+_ROUNDING = 1e-9
+
 
 class RetryBudget:
     def __init__(self, config: RetryBudgetConfig, clock: Clock = time.monotonic):
@@ -39,9 +42,9 @@ class RetryBudget:
     def try_withdraw(self) -> bool:
         """Spend one retry if the budget holds one; False: do not retry."""
         self._refill(0.0)
-        if self._balance < 1.0:
+        if self._balance < 1.0 - _ROUNDING:
             return False
-        self._balance -= 1.0
+        self._balance = max(0.0, self._balance - 1.0)
         return True
 
     @property
