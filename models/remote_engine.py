@@ -101,6 +101,16 @@ def to_leanserve_error(failure: ApiFailure, bundle: str) -> LeanServeError:
     return EngineFailureError(f"The remote API of {bundle!r} rejected the request{_status(failure)}.")
 
 
+def failure_summary(failure: BaseException | None) -> str:
+    """A failed call as the WARNING and INFO logs name it: its status or kind, never the API's own text (it may
+    quote the request, the account or the key; it goes to the DEBUG log)."""
+    if not isinstance(failure, ApiFailure):
+        return type(failure).__name__
+    if failure.timeout:
+        return "timed out"
+    return f"HTTP {failure.status}" if failure.status is not None else "no response"
+
+
 def _status(failure: ApiFailure) -> str:
     return f" (HTTP {failure.status})" if failure.status is not None else ""
 
@@ -161,11 +171,16 @@ class RemoteChatEngine(ABC):
             return False
         if self.retry_budget.try_withdraw():
             return True
-        # No upstream text at INFO (docs: it may quote the request or the account): the status says enough.
         logger.info(
-            "{}: attempt {} failed{}; retry budget spent, not retrying", self.bundle_name, state.attempt_number, _status(failure)
+            "{}: attempt {} failed ({}); retry budget spent, not retrying",
+            self.bundle_name, state.attempt_number, failure_summary(failure),
         )
         return False
+
+    def _log_retry(self, state: RetryCallState) -> None:
+        failure = state.outcome.exception() if state.outcome else None
+        logger.warning("{}: attempt {} failed ({}); retrying", self.bundle_name, state.attempt_number, failure_summary(failure))
+        logger.debug("{}: attempt {} failed: {}", self.bundle_name, state.attempt_number, failure)
 
     async def _call_with_retries(self, messages: ChatMessages, sampling: SamplingRequest, n: int) -> list[Completion]:
         self.retry_budget.deposit()
@@ -173,9 +188,7 @@ class RemoteChatEngine(ABC):
             stop=stop_after_attempt(self.settings.max_retries + 1),
             wait=backoff_wait(self.settings.backoff_initial_s, self.settings.backoff_max_s),
             retry=self._should_retry,
-            before_sleep=lambda state: logger.warning(
-                "{}: attempt {} failed ({}); retrying", self.bundle_name, state.attempt_number, state.outcome.exception()
-            ),
+            before_sleep=self._log_retry,
             reraise=True,
         )
         try:

@@ -86,6 +86,9 @@ async def test_keys_are_counted_apart_and_the_open_health_paths_not_at_all():
     assert_rate_limited(await post_bytes(app, "/generate", body, bearer(EDITOR)), "/generate", "interactive")
     # Another key of the same class has its own window.
     assert (await post_bytes(app, "/generate", body, bearer(OTHER_EDITOR))).status_code == 200
+    # The count is kept under each key's hash (RequestContext.client), never under the key.
+    stored = list(app.state.service.caller_rate._limiter.storage.events)
+    assert len(stored) == 2 and all("key:" in k and EDITOR not in k for k in stored), stored
     # The limited key's /health polls are neither refused nor counted.
     from test_service import client
 
