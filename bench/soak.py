@@ -71,14 +71,54 @@ async def client_loop(client: httpx.AsyncClient, states: list[str], offset: int,
 
 
 async def sample_memory(root: psutil.Process, recorder: Recorder, memory: dict[int, list[float]],
-                        rss: dict[int, list[float]], loads: dict[int, list[float]], stop_at: float) -> None:
+                        rss: dict[int, list[float]], loads: dict[int, list[float]],
+                        by_process: dict[int, list[dict[str, float]]], stop_at: float) -> None:
     while time.perf_counter() < stop_at:
         index = int((time.perf_counter() - recorder.started) // recorder.window_s)
         sample = await asyncio.to_thread(tree_memory_gib, root)
         memory.setdefault(index, []).append(sample["pss_gib"])
         rss.setdefault(index, []).append(sample["rss_sum_gib"])
         loads.setdefault(index, []).append(os.getloadavg()[0])
+        by_process.setdefault(index, []).append(await asyncio.to_thread(pss_by_process_mib, root))
         await asyncio.sleep(10)  # a sampling period, not a wait for an event
+
+
+def process_label(proc: psutil.Process) -> str:
+    """The process's title (Ray and vLLM set theirs: `ray::ServeReplica:...`, `VLLM::Worker`), shortened."""
+    cmdline = proc.cmdline()
+    return (cmdline[0] if cmdline else proc.name())[:48]
+
+
+def pss_by_process_mib(root: psutil.Process) -> dict[str, float]:
+    """PSS per process title, summed over processes of the same title: where growth lives, not just how much."""
+    totals: dict[str, float] = {}
+    for proc in [root, *root.children(recursive=True)]:
+        try:
+            label, info = process_label(proc), proc.memory_full_info()
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+        totals[label] = totals.get(label, 0.0) + getattr(info, "pss", info.rss) / 2**20
+    return totals
+
+
+def preloaded_allocators(root: psutil.Process) -> dict[str, list[str]]:
+    """Which malloc replacement (jemalloc, tcmalloc) each vLLM process has mapped: proof the preload took."""
+    found: dict[str, list[str]] = {}
+    for proc in [root, *root.children(recursive=True)]:
+        try:
+            label = process_label(proc)
+            if "VLLM" not in label and "vllm" not in label.lower():
+                continue
+            maps = Path(f"/proc/{proc.pid}/maps").read_text()
+        except (psutil.NoSuchProcess, psutil.AccessDenied, OSError):
+            continue
+        found[label] = sorted({name for name in ("jemalloc", "tcmalloc") if name in maps})
+    return found
+
+
+def window_breakdown(samples: list[dict[str, float]]) -> dict[str, float]:
+    labels = {label for sample in samples for label in sample}
+    return {label: round(statistics.mean(sample.get(label, 0.0) for sample in samples), 1) for label in sorted(labels)}
 
 
 def slope_mib_per_min(windows: list[dict], key: str, window_s: float) -> float | None:
@@ -101,10 +141,12 @@ async def soak(url: str, root: psutil.Process, options) -> dict:
     memory: dict[int, list[float]] = {}
     rss: dict[int, list[float]] = {}
     loads: dict[int, list[float]] = {}
+    by_process: dict[int, list[dict[str, float]]] = {}
+    allocators = preloaded_allocators(root)
     limits = httpx.Limits(max_connections=options.concurrency * 2)
     async with httpx.AsyncClient(base_url=url, timeout=600, limits=limits) as client:
         await asyncio.gather(
-            sample_memory(root, recorder, memory, rss, loads, stop_at),
+            sample_memory(root, recorder, memory, rss, loads, by_process, stop_at),
             *(client_loop(client, states, k, options.concurrency, options.model, recorder, stop_at)
               for k in range(options.concurrency)),
         )
@@ -121,6 +163,7 @@ async def soak(url: str, root: psutil.Process, options) -> dict:
             "pss_gib": round(statistics.mean(memory[index]), 3) if memory.get(index) else None,
             "rss_sum_gib": round(statistics.mean(rss[index]), 3) if rss.get(index) else None,
             "loadavg_1m": round(statistics.mean(loads[index]), 2) if loads.get(index) else None,
+            "pss_mib_by_process": window_breakdown(by_process[index]) if by_process.get(index) else None,
         })
     # A last window cut short by the end of the run holds few requests: compare full windows only.
     full = [w for w in windows if w["window"] < options.minutes * 60 // options.window_s and w["p99_s"] is not None]
@@ -153,6 +196,7 @@ async def soak(url: str, root: psutil.Process, options) -> dict:
         "rss_last_window_gib": with_memory[-1]["rss_sum_gib"] if with_memory else None,
         "pss_slope_after_warmup_mib_per_min": slope_mib_per_min(full, "pss_gib", options.window_s),
         "rss_slope_after_warmup_mib_per_min": slope_mib_per_min(full, "rss_sum_gib", options.window_s),
+        "allocators_preloaded": allocators,
         "windows": windows,
     }
 

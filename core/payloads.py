@@ -91,6 +91,9 @@ class EngineLoad:
     # Running totals since the engine started, in tokens: prompt tokens looked up in the prefix cache, and found.
     prefix_cache_queries: int = 0
     prefix_cache_hits: int = 0
+    # Requests whose caller left (client gone, deadline passed) before the engine finished them: each was
+    # aborted in the engine. A running total.
+    abandoned_requests: int = 0
 
 
 @dataclass(frozen=True)

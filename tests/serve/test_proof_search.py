@@ -11,6 +11,8 @@ Tests run in file order; the last two measure the service rate and then flood th
 from __future__ import annotations
 
 import os
+import select
+import socket
 import threading
 import time
 import uuid
@@ -18,6 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
+from cluster_support import replica_states, wait_for
 from serve_app import free_port
 from support import LEANCOPILOT_HEADERS, lean_goals, leancopilot_bytes
 
@@ -83,6 +86,9 @@ class SearchApp:
         probe = TacticRequest("probe", "", routing_key=routing_key("", session))
         return handle.replica_report.remote(probe).result()
 
+    def abandoned(self, session: str) -> int:
+        return self.replica_of(session)["abandoned_requests"]
+
     def wait_unfinished(self, session: str, predicate, timeout_s: float) -> int:
         deadline = time.time() + timeout_s
         while True:
@@ -105,7 +111,11 @@ def search_app(tiny_llama):
     try:
         serve.start(http_options={"host": "127.0.0.1", "port": port})
         serve.run(build_app(args), name=APP, route_prefix="/", blocking=False)
-        yield SearchApp(f"http://127.0.0.1:{port}", args.models[0].deployment_name)
+        deployment = args.models[0].deployment_name
+        # Both bundle replicas running before any test: a router that knows one replica sends everything there,
+        # and the driver's probe (which knows both) would then look at the other.
+        wait_for(lambda: replica_states(APP, deployment) == {"RUNNING": 2}, timeout_s=600, what="two RUNNING replicas")
+        yield SearchApp(f"http://127.0.0.1:{port}", deployment)
     finally:
         serve.shutdown()
         ray.shutdown()
@@ -216,6 +226,33 @@ def test_generate_batch_limits_apply_to_the_whole_batch(search_app):
     assert batch(search_app, []).status_code == 422
     too_wide = batch(search_app, [{"input": "⊢ True"}], n=33)
     assert too_wide.status_code == 422 and "n is 33" in too_wide.json()["detail"]
+
+
+def open_batch(app: SearchApp, items: list[dict], **extra) -> socket.socket:
+    """A /generate_batch request sent whole on a socket of its own; closing the socket is the client leaving."""
+    body = leancopilot_bytes({"name": MODEL, "items": items, **extra})
+    host, port = app.url.removeprefix("http://").split(":")
+    sock = socket.create_connection((host, int(port)), timeout=30)
+    head = (f"POST /generate_batch HTTP/1.1\r\nHost: leanserve\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n")
+    sock.sendall(head.encode() + body)
+    return sock
+
+
+def test_leaving_a_batch_aborts_all_its_engine_requests(search_app):
+    lane = session()
+    abandoned_before = search_app.abandoned(lane)
+    sock = open_batch(search_app, [{"input": f"⊢ {i} = {i}"} for i in range(3)], max_tokens=4000, session_id=lane)
+    try:
+        # The batch's session routes its three items to one replica: one decoding, two waiting there.
+        assert search_app.wait_unfinished(lane, lambda n: n == 3, 120) == 3
+        readable, _, _ = select.select([sock], [], [], 0)
+        assert not readable, "the batch answered before its client left"
+    finally:
+        sock.close()  # the client leaves
+    # Every item's engine request is aborted, the decoding one and the two still waiting: none finishes.
+    assert search_app.wait_unfinished(lane, lambda n: n == 0, 300) == 0
+    assert search_app.abandoned(lane) - abandoned_before == 3
 
 
 def test_64_concurrent_requests_that_can_finish_in_time_all_succeed(search_app):

@@ -11,7 +11,13 @@ import pytest
 from support import LEANCOPILOT_HEADERS
 from test_service import FakeClock, Scorer, app_args, client, make_app
 
-from deployments.edge import BodyLimit, StripClientControlHeaders, proxy_body_limit, proxy_middlewares
+from deployments.edge import (
+    BodyLimit,
+    LostReplicaAs503,
+    StripClientControlHeaders,
+    proxy_body_limit,
+    proxy_middlewares,
+)
 
 LIMIT = 1 << 20  # RequestLimits' default
 CHUNK = 64 << 10
@@ -131,6 +137,64 @@ async def test_rays_proxy_wrapping_applies_both_and_the_413_carries_a_request_id
     assert refused.headers["x-request-id"] == "lean-big"
     assert served.status_code == 200 and len(reached) == 1
     assert b"x-request-timeout-seconds" not in reached[0]
+
+
+async def run_asgi(app, path: str = "/generate", disconnect: bool = False) -> list[dict]:
+    """The messages `app` sends for one request; `disconnect`: the client has gone when the app reads on."""
+    sent = []
+
+    async def capture(message):
+        sent.append(message)
+
+    messages = iter([{"type": "http.request", "body": b"{}", "more_body": False}, {"type": "http.disconnect"}])
+
+    async def receive():
+        return next(messages)
+
+    scope = {"type": "http", "method": "POST", "path": path, "headers": [(b"x-request-id", b"lean-7")]}
+    await app(scope, receive, capture)
+    return sent
+
+
+async def rays_proxy_after_a_lost_replica(scope, receive, send):
+    """What Ray 2.60's proxy does when the replica dies mid-request: a RayActorError maps to 500, and
+    send_http_response_on_exception sends nothing for a 500 (the HTTP server would answer a bare 500)."""
+    from ray.exceptions import RayActorError
+    from ray.serve._private.http_util import get_http_response_status, send_http_response_on_exception
+
+    await receive()
+    status = get_http_response_status(RayActorError(), 125.0, "lean-7")
+    assert status.code == 500
+    for message in send_http_response_on_exception(status, response_started=False):
+        await send(message)
+
+
+@pytest.mark.parametrize(("path", "shape"), [("/generate", "detail"), ("/v1/completions", "error")])
+async def test_a_request_left_unanswered_by_a_lost_replica_gets_503_with_retry_after(path, shape):
+    sent = await run_asgi(LostReplicaAs503(rays_proxy_after_a_lost_replica), path)
+    assert [m["type"] for m in sent] == ["http.response.start", "http.response.body"]
+    headers = dict(sent[0]["headers"])
+    assert sent[0]["status"] == 503 and headers[b"retry-after"] == b"1" and headers[b"x-request-id"] == b"lean-7"
+    body = json.loads(sent[1]["body"])
+    assert shape in body and "replica serving this request was lost" in json.dumps(body)
+
+
+async def test_the_apps_own_answers_pass_untouched_and_a_gone_client_gets_nothing():
+    async def app_500(scope, receive, send):  # the app's own 500 is an answer: it stays a 500
+        await send({"type": "http.response.start", "status": 500, "headers": []})
+        await send({"type": "http.response.body", "body": b"{}", "more_body": False})
+
+    async def client_left(scope, receive, send):  # the proxy's 499: nobody is there to answer
+        await receive()
+        assert (await receive())["type"] == "http.disconnect"
+
+    answered = await run_asgi(LostReplicaAs503(app_500))
+    assert [m.get("status") for m in answered] == [500, None]
+    assert await run_asgi(LostReplicaAs503(client_left)) == []
+
+
+def test_the_proxy_hook_maps_lost_replicas_outermost():
+    assert [m.cls for m in proxy_middlewares()] == [BodyLimit, StripClientControlHeaders, LostReplicaAs503]
 
 
 def test_the_proxys_default_limit_is_the_configs_default(monkeypatch):
