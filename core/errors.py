@@ -82,6 +82,19 @@ class InputTooLargeError(LeanServeError):
     status_code = 413
 
 
+class RateLimitedError(LeanServeError):
+    """A caller over its request rate (logic/caller_limits.py): 429, retry after the given seconds."""
+
+    status_code = 429
+
+    def __init__(self, detail: str, retry_after_s: int = 60):
+        super().__init__(detail)
+        self.retry_after_s = retry_after_s
+
+    def __reduce__(self):
+        return (type(self), (self.detail, self.retry_after_s))
+
+
 class ServiceUnavailableError(LeanServeError):
     """Overloaded, starting, or a replica was lost: the client may retry."""
 

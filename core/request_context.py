@@ -50,6 +50,9 @@ class RequestContext:
     deadline: Deadline
     bundle: str = UNKNOWN_BUNDLE
     priority_class: PriorityClass = "interactive"
+    # The class the caller's API key grants (None: no key was checked). It picks the caller's limits
+    # (logic/caller_limits.py); unlike priority_class, X-Priority never changes it.
+    key_class: PriorityClass | None = None
     session_id: str | None = None  # the client's X-Session-Id: its requests share a replica
     # What the answer tells about its engine call (debug headers X-LeanServe-*): set by the service.
     replica: str | None = None

@@ -83,6 +83,7 @@ class CompletionService:
             bundle.sampling, self.args.limits, n=s.n, max_tokens=s.max_tokens, temperature=s.temperature,
             top_p=s.top_p, stop=s.stop, logprobs=s.logprobs, ignore_eos=s.ignore_eos,
         )
+        self.tactics.check_generated_tokens(bundle, sampling.n, sampling.max_tokens, ctx)
         # The request's class orders the engine's queue; its key (session, LLMLean file context) its replica.
         sampling = dataclasses.replace(sampling, priority=engine_priority(ctx.priority_class))
         text = query.prompt if isinstance(query.prompt, str) else "".join(t.get("content", "") for t in query.prompt)

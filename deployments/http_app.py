@@ -6,7 +6,8 @@ Middlewares, outermost first (Starlette runs the last one added first):
    the id, and every hop shares the deadline;
 2. metrics: times and counts every answer of a model route, 401s and 422s included;
 3. auth: the API-key gate, before routing and body parsing, so a stranger learns nothing, not even whether
-   the body would be valid;
+   the body would be valid; then the key's request rate (logic/caller_limits.py, 429 beyond), so a flood
+   costs no body parsing either;
 4. body limit (deployments/edge.py): 413 for a declared or counted body over `limits.max_body_bytes`, before
    the body is read whole or parsed (Serve's proxy applies the same middleware before the ingress).
 Errors leave with an honest status (core/errors.py) in the shape of the front door they came through: the
@@ -24,7 +25,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
-from core.errors import InvalidRequestError, LeanServeError, UnauthorizedError
+from core.errors import InvalidRequestError, LeanServeError, RateLimitedError, UnauthorizedError
 from core.log_setup import request_logger
 from deployments.completion_service import CompletionService
 from deployments.edge import BodyLimit
@@ -61,7 +62,7 @@ METERED_ROUTES = {
     "/api/generate": "ollama_generate",
 }
 _ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
-    status: {"model": ErrorResponse} for status in (400, 401, 404, 413, 422, 503, 504)
+    status: {"model": ErrorResponse} for status in (400, 401, 404, 413, 422, 429, 503, 504)
 }
 
 
@@ -114,10 +115,13 @@ def _add_middlewares(app: FastAPI, service: TacticService, gate: Gate | None) ->
                 granted = gate.check(app_path(request), client_host, request.state.api_key)
             except UnauthorizedError as denied:
                 return _log_and_respond(request, denied)
+        context = request.state.context
+        context.key_class = granted
         try:
-            request.state.context.priority_class = resolve_class(granted, request.headers.get(PRIORITY_HEADER))
-        except InvalidRequestError as bad_header:
-            return _log_and_respond(request, bad_header)
+            context.priority_class = resolve_class(granted, request.headers.get(PRIORITY_HEADER))
+            await service.caller_rate.charge(context.client, granted)
+        except (InvalidRequestError, RateLimitedError) as refused:
+            return _log_and_respond(request, refused)
         return await call_next(request)
 
     @app.middleware("http")

@@ -1,7 +1,9 @@
 """The service every front door calls: it composes the bundles, scorers and the dedup store behind their
 DeploymentHandles, and owns what spans bundles.
 
-- name resolution and route support (logic/registry.py), request limits (logic/validation.py);
+- name resolution and route support (logic/registry.py), request limits (logic/validation.py), and each
+  caller's (logic/caller_limits.py): n x max_tokens here, its request rate (counted by the HTTP app's auth
+  middleware, before the body is read; a /generate_batch's further items here);
 - coalescing of identical requests in flight, cross-call deduplication, LeanProgress scoring and ranking;
 - the one deadline of each request (core/request_context.py): every hop waits only for what is left of it;
 - the failure policy of the optional hops (docs/scoring.md): a lost dedup store or scorer degrades the
@@ -35,6 +37,7 @@ from deployments.health import BUSY, SCALES_TO_ZERO, STARTING, HealthCache, Heal
 from deployments.metrics import record_candidates
 from deployments.ray_errors import as_leanserve_error
 from logic.admission import AdmissionGate, ServiceRate
+from logic.caller_limits import CallerRateLimiter, check_generated_tokens
 from logic.circuit import CircuitBreaker
 from logic.coalescing import SingleFlight
 from logic.dedup import dedup_key, skip_returned, tactic_digest
@@ -142,6 +145,7 @@ class TacticService:
         self.scorers = scorers or {}  # scorer name -> handle of its LeanProgress deployment
         self.dedup_store = dedup_store  # None: no bundle opted into cross-call dedup
         self.flights: SingleFlight[BundleAnswer] = SingleFlight()
+        self.caller_rate = CallerRateLimiter(args.limits.per_class)  # requests per minute of each API key
         self.admission = {b.name: admission_gate(b, clock) for b in args.models}
         cooldown_s = args.ingress.breaker_cooldown_s
         self.dedup_breaker = CircuitBreaker(cooldown_s, clock)
@@ -164,6 +168,9 @@ class TacticService:
             query.state, query.prefix, query.n, query.max_tokens, self.args.limits, bundle.tokens_are_bytes
         )
         ctx.bundle = bundle.name
+        sequences = query.n or bundle.sampling.n
+        max_tokens = query.max_tokens or bundle.sampling.max_tokens
+        self.check_generated_tokens(bundle, sequences, max_tokens, ctx)
         # LeanDojo-v2's 400 comes first: it answers any bundle without a scorer, encoder-only ones too.
         scorer = self._scorer_for(bundle) if query.use_reward else None
         self.registry.check_route(bundle, "generate", query.name)
@@ -175,8 +182,7 @@ class TacticService:
             routing_key=routing_key(query.client_prompt or query.state, query.session_id or ctx.session_id),
             client_prompt=query.client_prompt,
         )
-        sequences = query.n or bundle.sampling.n
-        work = sequences * (query.max_tokens or bundle.sampling.max_tokens)
+        work = sequences * max_tokens
 
         def bundle_call():
             return self._admitted_call(bundle.name, priority_class, sequences, work, request, ctx)
@@ -214,8 +220,16 @@ class TacticService:
         under the request's one deadline, each its own engine request (its n samples together); cancelling
         this call (the client left) cancels them all, and with them their engine requests."""
         check_batch_size(len(queries), self.args.limits)
-        if queries:  # n and max_tokens are the batch's: a bad one fails it whole, not every item alike
-            check_sampling_limits(queries[0].n, queries[0].max_tokens, self.args.limits)
+        # n, max_tokens and the model are the batch's: a bad one fails it whole, not every item alike (each item
+        # is still checked as the engine request it is; an unknown name is each item's 404).
+        first = queries[0]
+        check_sampling_limits(first.n, first.max_tokens, self.args.limits)
+        if (bundle := self.registry.find(first.name)) is not None:
+            self.check_generated_tokens(
+                bundle, first.n or bundle.sampling.n, first.max_tokens or bundle.sampling.max_tokens, ctx
+            )
+        # The HTTP app counted the request once; a batch that will run costs its caller's rate one per item.
+        await self.caller_rate.charge(ctx.client, ctx.key_class, len(queries) - 1)
         started = time.perf_counter()
         # Each item its own context (the answer's replica and tokens), all under the request's one deadline.
         contexts = [dataclasses.replace(ctx, priority_class=BATCH_ROUTE_CLASS) for _ in queries]
@@ -249,6 +263,11 @@ class TacticService:
             return answer
         finally:
             gate.release(ticket, completed)
+
+    def check_generated_tokens(self, bundle: BundleConfig, n: int, max_tokens: int, ctx: RequestContext) -> None:
+        """422 when one engine request asks for more tokens (n x max_tokens) than its caller's class allows."""
+        default_tokens = bundle.sampling.n * bundle.sampling.max_tokens
+        check_generated_tokens(n, max_tokens, default_tokens, ctx.key_class, self.args.limits.per_class)
 
     def _scorer_for(self, bundle: BundleConfig) -> ScorerConfig:
         scorer = self.args.scorer_for(bundle)
@@ -333,12 +352,14 @@ class TacticService:
             query.theorem, query.problem, query.n, query.max_tokens, self.args.limits, bundle.tokens_are_bytes
         )
         ctx.bundle = bundle.name
+        sequences = query.n or bundle.sampling.n
+        max_tokens = query.max_tokens or bundle.sampling.max_tokens
+        self.check_generated_tokens(bundle, sequences, max_tokens, ctx)
         request = ProofRequest(
             ctx.request_id, query.theorem, query.problem, query.n, query.max_tokens,
             priority=engine_priority(ctx.priority_class), routing_key=routing_key(query.theorem, ctx.session_id),
         )
-        sequences = query.n or bundle.sampling.n
-        work = sequences * (query.max_tokens or bundle.sampling.max_tokens)
+        work = sequences * max_tokens
         answer = await self._admitted_call(bundle.name, ctx.priority_class, sequences, work, request, ctx)
         ctx.replica = answer.replica
         request_logger(ctx.request_id).info(

@@ -26,6 +26,10 @@ class ModelRegistry:
         self.bundles = bundles
         self._by_name = {name: bundle for bundle in bundles for name in bundle.names}
 
+    def find(self, name: str) -> BundleConfig | None:
+        """The bundle called `name`, or None."""
+        return self._by_name.get(name)
+
     def lookup(self, name: str) -> BundleConfig:
         """The bundle called `name` (or UnknownModelError, 404, listing the known names)."""
         bundle = self._by_name.get(name)

@@ -1,8 +1,11 @@
 """What the three remote engines (OpenAI-compatible, Anthropic, Gemini) share: the API key, bounded
-retries with backoff, n candidates by parallel calls, error mapping, the not-ready state.
+retries with backoff within a retry budget, n candidates by parallel calls, error mapping, the not-ready state.
 
 Each engine subclass only says how to make ONE API call and which of its SDK's errors are transient.
 The SDKs' own retry loops are switched off (max_retries=0): one retry policy, from the config, for all.
+A call retries a transient failure up to `max_retries` times, and only while the engine's retry budget
+(logic/retry_budget.py) holds a retry: a flood of failing calls costs the owner at most about (1 + ratio)
+calls per call, not max_retries + 1.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from abc import ABC, abstractmethod
 from typing import TYPE_CHECKING
 
 from loguru import logger
-from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt, wait_exponential_jitter
+from tenacity import AsyncRetrying, RetryCallState, stop_after_attempt, wait_exponential_jitter
 
 from core.errors import (
     EngineFailureError,
@@ -24,6 +27,7 @@ from core.errors import (
     ServiceUnavailableError,
 )
 from core.payloads import ChatMessages, Completion, EngineLoad, EngineOutput, SamplingRequest
+from logic.retry_budget import RetryBudget
 
 if TYPE_CHECKING:
     from core.config import BundleConfig
@@ -97,6 +101,16 @@ def to_leanserve_error(failure: ApiFailure, bundle: str) -> LeanServeError:
     return EngineFailureError(f"The remote API of {bundle!r} rejected the request{_status(failure)}.")
 
 
+def failure_summary(failure: BaseException | None) -> str:
+    """A failed call as the WARNING and INFO logs name it: its status or kind, never the API's own text (it may
+    quote the request, the account or the key; it goes to the DEBUG log)."""
+    if not isinstance(failure, ApiFailure):
+        return type(failure).__name__
+    if failure.timeout:
+        return "timed out"
+    return f"HTTP {failure.status}" if failure.status is not None else "no response"
+
+
 def _status(failure: ApiFailure) -> str:
     return f" (HTTP {failure.status})" if failure.status is not None else ""
 
@@ -114,6 +128,7 @@ class RemoteChatEngine(ABC):
         self.bundle_name = bundle.name
         self.model = bundle.model
         self.settings = bundle.remote
+        self.retry_budget = RetryBudget(bundle.remote.retry_budget)  # shared by every call of this replica
         self._running = 0
         self.not_ready_reason: str | None = None
         self.api_key = PLACEHOLDER_KEY
@@ -148,14 +163,32 @@ class RemoteChatEngine(ABC):
     def n_per_call(self) -> bool:
         return self.supports_n_per_call and self.settings.n_per_call
 
+    def _should_retry(self, state: RetryCallState) -> bool:
+        """Retry a transient failure while attempts are left and the retry budget holds a retry. The budget is
+        asked last, so an attempt that would not be retried anyway spends nothing."""
+        failure = state.outcome.exception() if state.outcome else None
+        if not (isinstance(failure, ApiFailure) and failure.transient) or state.attempt_number > self.settings.max_retries:
+            return False
+        if self.retry_budget.try_withdraw():
+            return True
+        logger.info(
+            "{}: attempt {} failed ({}); retry budget spent, not retrying",
+            self.bundle_name, state.attempt_number, failure_summary(failure),
+        )
+        return False
+
+    def _log_retry(self, state: RetryCallState) -> None:
+        failure = state.outcome.exception() if state.outcome else None
+        logger.warning("{}: attempt {} failed ({}); retrying", self.bundle_name, state.attempt_number, failure_summary(failure))
+        logger.debug("{}: attempt {} failed: {}", self.bundle_name, state.attempt_number, failure)
+
     async def _call_with_retries(self, messages: ChatMessages, sampling: SamplingRequest, n: int) -> list[Completion]:
+        self.retry_budget.deposit()
         retrying = AsyncRetrying(
             stop=stop_after_attempt(self.settings.max_retries + 1),
             wait=backoff_wait(self.settings.backoff_initial_s, self.settings.backoff_max_s),
-            retry=retry_if_exception(lambda exc: isinstance(exc, ApiFailure) and exc.transient),
-            before_sleep=lambda state: logger.warning(
-                "{}: attempt {} failed ({}); retrying", self.bundle_name, state.attempt_number, state.outcome.exception()
-            ),
+            retry=self._should_retry,
+            before_sleep=self._log_retry,
             reraise=True,
         )
         try:

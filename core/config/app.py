@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from core.config.base import ConfigError, StrictModel, format_validation_error, resolve_local_path
 from core.config.bundle import BundleConfig
 from core.config.scorer import ScorerConfig, scorer_from_env
+from core.request_context import PRIORITY_CLASSES, PriorityClass
 
 DEFAULT_HTTP_HOST = "127.0.0.1"
 DEFAULT_HTTP_PORT = 23337  # LeanCopilot's default port for external models
@@ -100,8 +101,49 @@ class IngressSettings(StrictModel):
     )
 
 
+class CallerLimits(StrictModel):
+    """What one caller may ask of the server, for the priority class of its API key (`<key> batch` in the key
+    source; untagged keys and keyless callers are interactive). 0 switches a limit off."""
+
+    max_generated_tokens: int = Field(
+        default=8_192,
+        ge=0,
+        description="Most tokens one engine request may ask for, n x max_tokens (the bundle's defaults where the "
+        "request gives none; a /generate_batch item, and each prompt of an OpenAI list, is one engine request); "
+        "a request within its bundle's own defaults always passes; 0: no limit (422 beyond).",
+    )
+    requests_per_minute: int = Field(
+        default=600,
+        ge=0,
+        description="Requests one API key may send in any 60 s, counted per ingress replica (a /generate_batch "
+        "counts its items); keyless callers (loopback, or behind a gateway) are not counted; 0: no limit "
+        "(429 with Retry-After beyond).",
+    )
+
+
+class BatchCallerLimits(CallerLimits):
+    """The limits of keys tagged `batch` (proof-search clients send many states a minute)."""
+
+    requests_per_minute: int = Field(
+        default=6_000,
+        ge=0,
+        description="As for interactive keys, higher: a search expands many states a minute.",
+    )
+
+
+class PerClassLimits(StrictModel):
+    """Per-caller limits by the priority class of the caller's key (logic/caller_limits.py)."""
+
+    interactive: CallerLimits = Field(default_factory=CallerLimits, description="See below.")
+    batch: BatchCallerLimits = Field(default_factory=BatchCallerLimits, description="See below.")
+
+    def of(self, priority_class: PriorityClass) -> CallerLimits:
+        return getattr(self, priority_class)
+
+
 class RequestLimits(StrictModel):
-    """What one request may ask for; beyond it the client gets 413 (size) or 422 (value)."""
+    """What one request may ask for; beyond it the client gets 413 (size) or 422 (value), and a caller over its
+    rate 429."""
 
     # Lean's curl sends far less; anything bigger is a mistake or an attack.
     # Counted in characters; in UTF-8 bytes where the tokens are bytes (ByT5 bundles, /encode): logic/validation.py.
@@ -125,6 +167,10 @@ class RequestLimits(StrictModel):
         description="Largest request body in bytes (413 beyond): Content-Length is checked before anything is "
         "read, and a body without one is counted as it arrives. Serve's proxy applies it too (docs/operations.md).",
     )
+    per_class: PerClassLimits = Field(
+        default_factory=PerClassLimits,
+        description="Per-caller limits by the class of the caller's key: n x max_tokens and request rate.",
+    )
 
     @model_validator(mode="after")
     def _body_fits_the_text_limits(self) -> RequestLimits:
@@ -135,6 +181,18 @@ class RequestLimits(StrictModel):
                 f"max_body_bytes ({self.max_body_bytes}) must be at least 4 x (max_input_chars + max_prefix_chars) "
                 f"= {needed}: a body must be able to carry the longest input and prefix"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _a_full_batch_fits_the_rate(self) -> RequestLimits:
+        # A /generate_batch counts its items: a rate below max_batch_items would refuse a full batch for ever.
+        for name in PRIORITY_CLASSES:
+            rate = self.per_class.of(name).requests_per_minute
+            if 0 < rate < self.max_batch_items:
+                raise ValueError(
+                    f"per_class.{name}.requests_per_minute ({rate}) is below max_batch_items ({self.max_batch_items}): "
+                    "a full /generate_batch could never pass; raise it, or use 0 for no limit"
+                )
         return self
 
 

@@ -12,7 +12,16 @@ from pathlib import Path
 from pydantic import BaseModel
 from pydantic_core import PydanticUndefined
 
-from core.config.app import AppArgs, HttpOptions, IngressSettings, RequestLimits, SecuritySettings
+from core.config.app import (
+    AppArgs,
+    BatchCallerLimits,
+    CallerLimits,
+    HttpOptions,
+    IngressSettings,
+    PerClassLimits,
+    RequestLimits,
+    SecuritySettings,
+)
 from core.config.bundle import (
     BundleConfig,
     EncoderConfig,
@@ -24,7 +33,7 @@ from core.config.bundle import (
     WholeProofConfig,
 )
 from core.config.deployment import AdmissionSettings, AffinitySettings, AutoscalingSettings, BundleDeploymentSettings
-from core.config.remote import CrossCallDedupConfig, RemoteEngineConfig
+from core.config.remote import CrossCallDedupConfig, RemoteEngineConfig, RetryBudgetConfig
 from core.config.scorer import MixingConfig, ScorerConfig, ScorerDeploymentSettings
 
 SECTIONS: list[tuple[str, type[BaseModel]]] = [
@@ -32,6 +41,9 @@ SECTIONS: list[tuple[str, type[BaseModel]]] = [
     ("args", AppArgs),
     ("args.ingress", IngressSettings),
     ("args.limits", RequestLimits),
+    ("args.limits.per_class", PerClassLimits),
+    ("args.limits.per_class.interactive", CallerLimits),
+    ("args.limits.per_class.batch", BatchCallerLimits),
     ("args.security", SecuritySettings),
     ("args.models[]", BundleConfig),
     ("args.models[].prompt", PromptConfig),
@@ -46,6 +58,7 @@ SECTIONS: list[tuple[str, type[BaseModel]]] = [
     ("args.models[].deployment.admission", AdmissionSettings),
     ("args.models[].encoder", EncoderConfig),
     ("args.models[].remote", RemoteEngineConfig),
+    ("args.models[].remote.retry_budget", RetryBudgetConfig),
     ("args.models[].dedup", CrossCallDedupConfig),
     ("args.scorers[]", ScorerConfig),
     ("args.scorers[].mixing", MixingConfig),

@@ -16,6 +16,26 @@ RemoteApi = Literal["openai", "anthropic", "gemini"]
 REMOTE_ENGINES: frozenset[str] = frozenset({"openai", "anthropic", "gemini"})
 
 
+class RetryBudgetConfig(StrictModel):
+    """How many retries a remote bundle's replica may make, as a share of its calls (logic/retry_budget.py).
+
+    Each call earns `ratio` retries and each retry spends one, so a failing API is called at most about
+    (1 + ratio) times per call, never max_retries + 1 times; `min_retries_per_s` lets a quiet bundle still
+    retry a lone failure. Like gRPC's retry throttling and Finagle's RetryBudget.
+    """
+
+    ratio: float = Field(default=0.2, ge=0, description="Retries earned by each call (0.2: at most one retry per 5 calls).")
+    min_retries_per_s: float = Field(
+        default=0.1, ge=0, description="Retries earned per second whatever the traffic (a quiet bundle's floor)."
+    )
+    max_saved: float = Field(
+        default=10.0,
+        ge=1,
+        description="Most retries saved up (and the budget at start): how many a burst of failures after a quiet "
+        "spell may retry before the ratio binds.",
+    )
+
+
 class RemoteEngineConfig(StrictModel):
     """How a remote bundle reaches its hosted chat API (engine openai, anthropic or gemini).
 
@@ -32,7 +52,12 @@ class RemoteEngineConfig(StrictModel):
         description="NAME of the environment variable holding the API key; None: the server needs no key.",
     )
     timeout_s: float = Field(default=60.0, gt=0, description="Deadline of one API call (each retry gets its own).")
-    max_retries: int = Field(default=3, ge=0, le=10, description="Retries after a 429, a 5xx or a lost connection.")
+    max_retries: int = Field(
+        default=3, ge=0, le=10, description="Retries of one call after a 429, a 5xx or a lost connection, within the retry budget."
+    )
+    retry_budget: RetryBudgetConfig = Field(
+        default_factory=RetryBudgetConfig, description="Retries as a bounded share of calls, per replica: see below."
+    )
     backoff_initial_s: float = Field(default=0.5, ge=0, description="First retry delay; it doubles, with jitter.")
     backoff_max_s: float = Field(default=8.0, ge=0, description="Longest delay between two retries.")
     n_per_call: bool = Field(

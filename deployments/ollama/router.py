@@ -22,7 +22,7 @@ from deployments.completion_service import CompletionQuery, CompletionService, P
 from deployments.ollama.protocol import ErrorResponse, GenerateRequest, ModelTag, TagsResponse, error_body
 
 router = APIRouter(
-    prefix="/api", responses={status: {"model": ErrorResponse} for status in (400, 401, 404, 413, 422, 503, 504)}
+    prefix="/api", responses={status: {"model": ErrorResponse} for status in (400, 401, 404, 413, 422, 429, 503, 504)}
 )
 STARTED_AT = datetime.now(UTC).isoformat()
 

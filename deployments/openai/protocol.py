@@ -125,7 +125,9 @@ class ErrorResponse(BaseModel):
 
 
 _ERROR_TYPES = {401: "authentication_error", 403: "permission_error", 429: "rate_limit_error"}
-_ERROR_CODES = {404: "model_not_found", 401: "invalid_api_key", 413: "input_too_large", 504: "timeout"}
+_ERROR_CODES = {
+    404: "model_not_found", 401: "invalid_api_key", 413: "input_too_large", 429: "rate_limit_exceeded", 504: "timeout"
+}
 
 
 def error_body(error: LeanServeError) -> dict[str, Any]:

@@ -24,7 +24,7 @@ from deployments.openai.protocol import (
 
 # OpenAI's error shape in the schema too (the app's default documents the contract's `{"detail"}`).
 router = APIRouter(
-    prefix="/v1", responses={status: {"model": ErrorResponse} for status in (400, 401, 404, 413, 422, 503, 504)}
+    prefix="/v1", responses={status: {"model": ErrorResponse} for status in (400, 401, 404, 413, 422, 429, 503, 504)}
 )
 STARTED_AT = responses.now()
 

@@ -182,3 +182,31 @@ async def test_a_wrong_key_is_refused_by_the_api_and_reported_as_such(api, monke
     with pytest.raises(ServiceUnavailableError, match="refused the API key"):
         await generate(make_engine(bundle(engine_kind, api.url)), SamplingRequest(1, 0.6, 0.9, 64))
     assert len(api.state.requests) == 1, "a refused key must not be retried on the owner's bill"
+
+
+async def test_a_failing_api_is_called_within_the_retry_budget_not_max_retries_times_per_call(api):
+    from loguru import logger
+
+    api.state.fail_next(503, count=1000)
+    budget = {"ratio": 0.5, "min_retries_per_s": 0, "max_saved": 2}  # no floor: the count is exact, not timed
+    engine = make_engine(bundle("openai", api.url, max_retries=3, retry_budget=budget))
+    lines: list[str] = []
+    sink = logger.add(lines.append, level="INFO", format="{level} {message}")
+    await engine.start()
+    try:
+        for _ in range(6):
+            with pytest.raises(ServiceUnavailableError, match="unavailable or rate-limited"):
+                await engine.generate(MESSAGES, SamplingRequest(1, 0.6, 0.9, 64), "req-flood")
+        # 6 calls and 4 retries: the 2 saved, then one per two calls (the first call's deposit found the budget
+        # full). Without the budget: 6 x (1 + max_retries) = 24 calls on the owner's bill.
+        assert len(api.state.requests) == 6 + 4
+        skipped = [line for line in lines if "retry budget spent" in line]
+        assert skipped and all(line.startswith("INFO") and "(HTTP 503)" in line for line in skipped), lines
+        assert not any("stand-in failure" in line for line in lines), "the API's own text stays out of INFO logs"
+        # A spent budget gates retries only: once the API answers again, the next call is served.
+        api.state.reset()
+        output = await engine.generate(MESSAGES, SamplingRequest(1, 0.6, 0.9, 64), "req-after")
+        assert len(output.completions) == 1 and len(api.state.requests) == 1
+    finally:
+        logger.remove(sink)
+        engine.shutdown()

@@ -37,7 +37,8 @@ def build_test_app_args(tiny_llama, tiny_encoder) -> AppArgs:
     return AppArgs.model_validate(
         {
             "ingress": {"num_cpus": 0.1, "request_timeout_s": REQUEST_TIMEOUT_S},
-            "limits": {"max_tokens": 8192, "max_n": 32},
+            # No n x max_tokens budget: the timeout and disconnect tests ask for long work on purpose.
+            "limits": {"max_tokens": 8192, "max_n": 32, "per_class": {"interactive": {"max_generated_tokens": 0}}},
             "models": [
                 {
                     "name": GENERATOR,

@@ -51,7 +51,10 @@ def fault_app_args(tiny_llama, n: int = 4) -> AppArgs:
         {
             "ingress": {"num_cpus": 0.1, "request_timeout_s": REQUEST_TIMEOUT_S},
             "security": {"api_keys_env": KEYS_ENV},
-            "limits": {"max_tokens": 4096},
+            # Overload here is the engine's and the ingress's, not one key's: no per-key budget or rate (its one key
+            # sends every request of the module, long ones on purpose).
+            "limits": {"max_tokens": 4096,
+                       "per_class": {"interactive": {"max_generated_tokens": 0, "requests_per_minute": 0}}},
             "models": [
                 {
                     "name": MODEL,

@@ -43,8 +43,9 @@ def search_app_args(tiny_llama) -> AppArgs:
     return AppArgs.model_validate(
         {
             "ingress": {"num_cpus": 0.1, "request_timeout_s": REQUEST_TIMEOUT_S},
+            # No n x max_tokens budget: the flood test asks for n=32 x 4,000 tokens on purpose.
             "limits": {"max_tokens": 4096, "max_n": 32, "max_batch_items": MAX_BATCH_ITEMS,
-                       "max_input_chars": MAX_INPUT_CHARS},
+                       "max_input_chars": MAX_INPUT_CHARS, "per_class": {"interactive": {"max_generated_tokens": 0}}},
             "models": [
                 {
                     "name": MODEL,
