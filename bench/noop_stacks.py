@@ -14,6 +14,7 @@ variants (`--variant`) are the tuning candidates that need code rather than an e
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 import time
@@ -122,8 +123,11 @@ def run_serve(app, port: int) -> None:
     import ray
     from ray import serve
 
+    from core.config import WORKER_NICENESS, WORKER_NICENESS_ENV
     from deployments.launch import install_stop_handlers
 
+    # The trivial Serve app's workers at the priority LeanServe's launcher gives its own: the floor compares alike.
+    os.environ.setdefault(WORKER_NICENESS_ENV, WORKER_NICENESS)
     ray.init(address="local", include_dashboard=False, configure_logging=False)
     install_stop_handlers()
     try:

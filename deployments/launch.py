@@ -25,6 +25,8 @@ from core.config import (
     PROXY_BODY_LIMIT_ENV,
     PROXY_CALLBACK,
     PROXY_CALLBACK_ENV,
+    WORKER_NICENESS,
+    WORKER_NICENESS_ENV,
     ConfigError,
     ServeConfigFile,
     load_serve_config,
@@ -79,9 +81,14 @@ def port_in_use(host: str, port: int) -> bool:
     return False
 
 
-def proxy_environment(config: ServeConfigFile) -> dict[str, str]:
-    """What Serve's HTTP proxy reads from its environment: LeanServe's middlewares and their body limit."""
-    return {PROXY_CALLBACK_ENV: PROXY_CALLBACK, PROXY_BODY_LIMIT_ENV: str(config.max_body_bytes)}
+def cluster_environment(config: ServeConfigFile) -> dict[str, str]:
+    """What the private cluster's processes read from their environment: Serve's HTTP proxy, LeanServe's
+    middlewares and their body limit; the raylet, the priority of the worker processes it starts."""
+    return {
+        PROXY_CALLBACK_ENV: PROXY_CALLBACK,
+        PROXY_BODY_LIMIT_ENV: str(config.max_body_bytes),
+        WORKER_NICENESS_ENV: os.environ.get(WORKER_NICENESS_ENV, WORKER_NICENESS),  # an operator's own wins
+    }
 
 
 def serve_config(config: ServeConfigFile) -> None:
@@ -91,8 +98,8 @@ def serve_config(config: ServeConfigFile) -> None:
     from deployments.app import build_app
 
     started = time.perf_counter()
-    # The proxy is a process of the private cluster started below: it inherits this environment.
-    os.environ.update(proxy_environment(config))
+    # The raylet and the proxy are processes of the private cluster started below: they inherit this environment.
+    os.environ.update(cluster_environment(config))
     # address="local": always a private cluster, even where `ray start` left one running (stop tears it down).
     ray.init(address="local", include_dashboard=False, configure_logging=False)
     install_stop_handlers()

@@ -32,6 +32,12 @@ LOOPBACK_HOSTS = frozenset({"localhost", "ip6-localhost"})
 PROXY_CALLBACK_ENV = "RAY_SERVE_HTTP_PROXY_CALLBACK_IMPORT_PATH"
 PROXY_CALLBACK = "deployments.edge:proxy_middlewares"
 PROXY_BODY_LIMIT_ENV = "LEANSERVE_MAX_BODY_BYTES"
+# Ray starts every worker process (Serve's proxy, the replicas, and the vLLM engine processes they spawn) at
+# niceness 15, so any other process on the machine (a Lean build, a notebook, a load generator) takes the CPU
+# from the engine first. The clusters LeanServe starts itself run them at the machine's normal priority, as
+# `vllm serve` runs (measured on the tiny model at concurrency 1: docs/benchmarks.md).
+WORKER_NICENESS_ENV = "RAY_worker_niceness"
+WORKER_NICENESS = "0"
 # The proxy's own timeout outlasts the ingress's deadline by this much, so the ingress's 504 (JSON, with the
 # engine request aborted) wins; the proxy's 408 is left for what the ingress cannot see: a trickling upload.
 PROXY_TIMEOUT_MARGIN_S = 5.0

@@ -14,7 +14,14 @@ from collections.abc import Callable
 import pytest
 from serve_app import APP_NAME, ServeApp, build_test_app_args, free_port
 
-from core.config import PROXY_BODY_LIMIT_ENV, PROXY_CALLBACK, PROXY_CALLBACK_ENV, RequestLimits
+from core.config import (
+    PROXY_BODY_LIMIT_ENV,
+    PROXY_CALLBACK,
+    PROXY_CALLBACK_ENV,
+    WORKER_NICENESS,
+    WORKER_NICENESS_ENV,
+    RequestLimits,
+)
 
 MAX_BODY_BYTES = RequestLimits().max_body_bytes
 
@@ -33,9 +40,10 @@ class SharedServe:
 
         if self.url is None:
             port = free_port()
-            # Serve's proxy with LeanServe's edge (body limit, Ray's client headers stripped), as `make serve`
-            # starts it: the proxy process inherits these from this one.
-            os.environ.update({PROXY_CALLBACK_ENV: PROXY_CALLBACK, PROXY_BODY_LIMIT_ENV: str(MAX_BODY_BYTES)})
+            # Serve's proxy with LeanServe's edge (body limit, Ray's client headers stripped) and workers at normal
+            # priority, as `make serve` starts them: the cluster's processes inherit these from this one.
+            os.environ.update({PROXY_CALLBACK_ENV: PROXY_CALLBACK, PROXY_BODY_LIMIT_ENV: str(MAX_BODY_BYTES),
+                               WORKER_NICENESS_ENV: WORKER_NICENESS})
             ray.init(address="local", num_cpus=2, include_dashboard=False)
             serve.start(http_options={"host": "127.0.0.1", "port": port})
             self.url = f"http://127.0.0.1:{port}"
@@ -50,7 +58,7 @@ class SharedServe:
 
             serve.shutdown()
             ray.shutdown()
-            for name in (PROXY_CALLBACK_ENV, PROXY_BODY_LIMIT_ENV):
+            for name in (PROXY_CALLBACK_ENV, PROXY_BODY_LIMIT_ENV, WORKER_NICENESS_ENV):
                 os.environ.pop(name, None)
             self.url = None
 

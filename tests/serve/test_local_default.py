@@ -94,6 +94,19 @@ def test_default_bundle_encodes_with_minilm(local_server):
     assert torch.allclose(torch.tensor(vector), torch.tensor(expected), atol=1e-4)
 
 
+def test_the_engine_and_the_proxy_run_at_normal_priority(local_server):
+    # Ray would start them at niceness 15: any other process on the machine would take the CPU from the engine.
+    process, _, _ = local_server
+    children = descendants([psutil.Process(process.pid)])
+    replica = [p for p in children if p in processes_matching("ServeReplica:leanserve:bundle-smollm2-135m-instruct")]
+    engine = descendants(replica)
+    proxy = [p for p in children if p in processes_matching("ProxyActor")]
+    assert replica and engine and proxy
+    assert {p.cmdline()[0][:40]: p.nice() for p in replica + engine + proxy} == {
+        p.cmdline()[0][:40]: 0 for p in replica + engine + proxy
+    }
+
+
 def test_sigterm_stops_everything_it_started(local_server):
     # What systemd, Kubernetes or `kill` send; Ray's driver would otherwise abort without cleaning up.
     process, url, log_path = local_server
