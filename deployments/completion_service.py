@@ -93,7 +93,10 @@ class CompletionService:
     async def complete(self, prepared: PreparedCompletion, ctx: RequestContext) -> EngineOutput:
         started = time.perf_counter()
         bundle, request = prepared.bundle, prepared.request
-        output = await await_handle_call(self.tactics.bundles[bundle].complete.remote(request), ctx.deadline.remaining())
+        with self._admitted(prepared, ctx):
+            output = await await_handle_call(
+                self.tactics.bundles[bundle].complete.remote(request), ctx.deadline.remaining()
+            )
         request_logger(ctx.request_id).info(
             "complete model={} n={} prompt_tokens={} tokens={} in {:.3f}s",
             bundle, request.sampling.n, output.prompt_tokens, output.generated_tokens, time.perf_counter() - started,
@@ -106,6 +109,19 @@ class CompletionService:
         handle = self._streaming.get(prepared.bundle)
         if handle is None:
             handle = self._streaming[prepared.bundle] = self.tactics.bundles[prepared.bundle].options(stream=True)
+        with self._admitted(prepared, ctx):
+            async for chunk in self._chunks(handle, prepared, ctx):
+                yield chunk
+
+    def _admitted(self, prepared: PreparedCompletion, ctx: RequestContext):
+        """Raw completions pass the same admission as tactic requests: n sequences of max_tokens each."""
+        sampling = prepared.request.sampling
+        return self.tactics.admitted(
+            prepared.bundle, ctx.priority_class, sampling.n, sampling.n * sampling.max_tokens, ctx
+        )
+
+    @staticmethod
+    async def _chunks(handle: Any, prepared: PreparedCompletion, ctx: RequestContext) -> AsyncIterator[StreamChunk]:
         chunks = handle.complete_stream.remote(prepared.request)
         try:
             while True:

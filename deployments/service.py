@@ -18,9 +18,10 @@ and unit tests drive the service with injected handles.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -250,19 +251,28 @@ class TacticService:
         )
         return results
 
-    async def _admitted_call(
-        self, bundle: str, priority_class: PriorityClass, sequences: int, work: int, request, ctx: RequestContext
-    ) -> BundleAnswer:
-        """The bundle call, once admission lets its sequences in (else OverloadedError, a 503 at once)."""
+    @contextlib.contextmanager
+    def admitted(
+        self, bundle: str, priority_class: PriorityClass, sequences: int, work: int, ctx: RequestContext
+    ) -> Iterator[None]:
+        """Holds the bundle's admission for `sequences` (work: sequences x max_tokens) while the block runs: the
+        one gate every front door's engine work passes (else OverloadedError, a 503 at once). Only work that
+        finished counts toward the measured service rate."""
         gate = self.admission[bundle]
         ticket = gate.admit(priority_class, sequences, work, ctx.deadline.remaining())
         completed = False
         try:
-            answer = await await_handle_call(self.bundles[bundle].answer.remote(request), ctx.deadline.remaining())
+            yield
             completed = True
-            return answer
         finally:
             gate.release(ticket, completed)
+
+    async def _admitted_call(
+        self, bundle: str, priority_class: PriorityClass, sequences: int, work: int, request, ctx: RequestContext
+    ) -> BundleAnswer:
+        """The bundle call, once admission lets its sequences in."""
+        with self.admitted(bundle, priority_class, sequences, work, ctx):
+            return await await_handle_call(self.bundles[bundle].answer.remote(request), ctx.deadline.remaining())
 
     def check_generated_tokens(self, bundle: BundleConfig, n: int, max_tokens: int, ctx: RequestContext) -> None:
         """422 when one engine request asks for more tokens (n x max_tokens) than its caller's class allows."""

@@ -333,3 +333,26 @@ async def test_beyond_the_admission_bound_the_answer_is_503_with_retry_after():
     assert refused.status_code == 503 and refused.headers["Retry-After"] == "5"
     assert "bound of 2" in refused.json()["detail"]
     assert editor_lane_full.status_code == 200  # the other class has its own bound
+
+
+async def test_raw_completions_pass_the_same_admission_as_tactic_requests():
+    RecordingEngine.cancelled, RecordingEngine.priorities = 0, []
+    bundle = {"name": "tiny", "model": "fake", "prompt": {"template": "{state}:::"}, "sampling": {"n": 1},
+              "engine_args": {"max_num_seqs": 1}, "deployment": {"admission": {"queued_batches": 1}}}
+    args = AppArgs.model_validate({"ingress": {"request_timeout_s": TIMEOUT_S}, "models": [bundle]})
+    app = await make_app(args, FakeClock(), Scorer(), engine_factory=RecordingEngine)
+    async with client(app) as http:
+        # One /generate and one /v1 completion in the engine fill the class's two sequences.
+        hanging = [
+            asyncio.create_task(http.post("/generate", json={"input": "⊢ hang", "name": "tiny"})),
+            asyncio.create_task(http.post("/v1/completions", json={"model": "tiny", "prompt": "hang", "max_tokens": 4})),
+        ]
+        while len(RecordingEngine.priorities) < 2:  # both in the engine
+            await asyncio.sleep(0)
+        raw = await http.post("/v1/completions", json={"model": "tiny", "prompt": "one more", "max_tokens": 4})
+        tactic = await http.post("/generate", json={"input": "⊢ one more", "name": "tiny"})
+        for task in hanging:
+            task.cancel()
+    assert raw.status_code == 503 and raw.headers["Retry-After"] == "5"
+    assert raw.json()["error"]["type"] == "server_error" and "bound of 2" in raw.json()["error"]["message"]
+    assert tactic.status_code == 503 and "bound of 2" in tactic.json()["detail"]
