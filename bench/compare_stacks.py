@@ -36,6 +36,7 @@ import psutil
 from bench.results_io import append_line, new_results_path, write_new
 from bench.workload import LEVELS, Workload, make_workload
 from deployments.launch import wait_until_healthy
+from deployments.options import engine_process_env
 from leanserve_client.client import AsyncLeanServeClient, GenerateResult
 from leanserve_client.loadgen import closed_loop
 from leanserve_client.states import load_states
@@ -101,9 +102,11 @@ def free_port() -> int:
 
 
 def stack_env(workload: Workload, extra_env: dict[str, str] | None = None) -> dict[str, str]:
-    """Every stack runs with the bundle replica's environment (its OpenMP threads), so engines compute alike;
+    """Every stack runs with the bundle replica's environment (what LeanServe gives its engine processes: the
+    allocator, oneDNN's cache off; and the config's own, e.g. OpenMP threads), so engines compute alike;
     `extra_env` is a tuning candidate's switch (bench/overhead.py)."""
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "VLLM_CPU_OMP_THREADS_BIND": "nobind"}
+    env.update(engine_process_env(workload.bundle()))
     env.update(workload.bundle().deployment.env_vars)
     env.update(extra_env or {})
     return env
