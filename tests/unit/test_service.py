@@ -311,13 +311,17 @@ async def test_the_answer_names_its_replica_and_prompt_tokens():
     assert response.headers["X-LeanServe-Cached-Tokens"] == "0"
 
 
-async def test_beyond_the_admission_bound_the_answer_is_503_with_retry_after():
+async def two_sequence_app():
+    """A bundle admitting two sequences per class (one per batch, one batch queued), on RecordingEngine."""
     RecordingEngine.cancelled, RecordingEngine.priorities = 0, []
-    # One sequence per batch and one queued batch: two sequences per class.
     bundle = {"name": "tiny", "model": "fake", "prompt": {"template": "{state}:::"}, "sampling": {"n": 1},
               "engine_args": {"max_num_seqs": 1}, "deployment": {"admission": {"queued_batches": 1}}}
     args = AppArgs.model_validate({"ingress": {"request_timeout_s": TIMEOUT_S}, "models": [bundle]})
-    app = await make_app(args, FakeClock(), Scorer(), engine_factory=RecordingEngine)
+    return await make_app(args, FakeClock(), Scorer(), engine_factory=RecordingEngine)
+
+
+async def test_beyond_the_admission_bound_the_answer_is_503_with_retry_after():
+    app = await two_sequence_app()
     async with client(app) as http:
         hanging = [
             asyncio.create_task(http.post("/generate", json={"input": f"⊢ hang {i}", "name": "tiny"}))
@@ -336,11 +340,7 @@ async def test_beyond_the_admission_bound_the_answer_is_503_with_retry_after():
 
 
 async def test_raw_completions_pass_the_same_admission_as_tactic_requests():
-    RecordingEngine.cancelled, RecordingEngine.priorities = 0, []
-    bundle = {"name": "tiny", "model": "fake", "prompt": {"template": "{state}:::"}, "sampling": {"n": 1},
-              "engine_args": {"max_num_seqs": 1}, "deployment": {"admission": {"queued_batches": 1}}}
-    args = AppArgs.model_validate({"ingress": {"request_timeout_s": TIMEOUT_S}, "models": [bundle]})
-    app = await make_app(args, FakeClock(), Scorer(), engine_factory=RecordingEngine)
+    app = await two_sequence_app()
     async with client(app) as http:
         # One /generate and one /v1 completion in the engine fill the class's two sequences.
         hanging = [
