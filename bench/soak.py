@@ -28,7 +28,7 @@ from pathlib import Path
 import httpx
 import psutil
 
-from bench.stack_figures import GOALS, REPO_ROOT, percentile, start_stack, tree_memory_gib
+from bench.stack_figures import GOALS, REPO_ROOT, percentile, start_stack
 
 # The first windows load the model, fill the KV cache and warm the allocators: the slope is fitted after them.
 WARMUP_WINDOWS = 3
@@ -75,11 +75,12 @@ async def sample_memory(root: psutil.Process, recorder: Recorder, memory: dict[i
                         by_process: dict[int, list[dict[str, float]]], stop_at: float) -> None:
     while time.perf_counter() < stop_at:
         index = int((time.perf_counter() - recorder.started) // recorder.window_s)
-        sample = await asyncio.to_thread(tree_memory_gib, root)
-        memory.setdefault(index, []).append(sample["pss_gib"])
-        rss.setdefault(index, []).append(sample["rss_sum_gib"])
+        # One read of every process's memory a sample: the tree's totals are the per-process figures summed.
+        pss_mib, rss_mib = await asyncio.to_thread(memory_by_process_mib, root)
+        memory.setdefault(index, []).append(sum(pss_mib.values()) / 1024)
+        rss.setdefault(index, []).append(sum(rss_mib.values()) / 1024)
         loads.setdefault(index, []).append(os.getloadavg()[0])
-        by_process.setdefault(index, []).append(await asyncio.to_thread(pss_by_process_mib, root))
+        by_process.setdefault(index, []).append(pss_mib)
         await asyncio.sleep(10)  # a sampling period, not a wait for an event
 
 
@@ -89,16 +90,19 @@ def process_label(proc: psutil.Process) -> str:
     return (cmdline[0] if cmdline else proc.name())[:48]
 
 
-def pss_by_process_mib(root: psutil.Process) -> dict[str, float]:
-    """PSS per process title, summed over processes of the same title: where growth lives, not just how much."""
-    totals: dict[str, float] = {}
+def memory_by_process_mib(root: psutil.Process) -> tuple[dict[str, float], dict[str, float]]:
+    """PSS and RSS per process title of the tree, summed over processes of the same title: where growth lives,
+    not just how much (PSS counts shared pages once, so its sum is the tree's footprint)."""
+    pss: dict[str, float] = {}
+    rss: dict[str, float] = {}
     for proc in [root, *root.children(recursive=True)]:
         try:
             label, info = process_label(proc), proc.memory_full_info()
         except (psutil.NoSuchProcess, psutil.AccessDenied):
             continue
-        totals[label] = totals.get(label, 0.0) + getattr(info, "pss", info.rss) / 2**20
-    return totals
+        pss[label] = pss.get(label, 0.0) + getattr(info, "pss", info.rss) / 2**20
+        rss[label] = rss.get(label, 0.0) + info.rss / 2**20
+    return pss, rss
 
 
 def preloaded_allocators(root: psutil.Process) -> dict[str, list[str]]:

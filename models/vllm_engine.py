@@ -214,11 +214,10 @@ class VLLMEngine:
         # The scheduler reports only while it steps: once nothing is unfinished, its last report is stale.
         if self._engine is None or self._load_logger is None:
             return EngineLoad()
-        load = dataclasses.replace(self._load_logger.load, abandoned_requests=self._abandoned)
+        load = self._load_logger.load
         if self._engine.get_num_unfinished_requests() == 0:
-            return EngineLoad(prefix_cache_queries=load.prefix_cache_queries, prefix_cache_hits=load.prefix_cache_hits,
-                              abandoned_requests=self._abandoned)
-        return load
+            load = EngineLoad(prefix_cache_queries=load.prefix_cache_queries, prefix_cache_hits=load.prefix_cache_hits)
+        return dataclasses.replace(load, abandoned_requests=self._abandoned)
 
     def shutdown(self) -> None:
         if self._engine is not None:
