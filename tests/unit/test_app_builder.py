@@ -58,14 +58,22 @@ def test_vllm_bundles_run_on_jemalloc_with_onednn_global_cache_off_unless_the_op
     assert RAY_JEMALLOC.exists(), "Ray's wheel no longer ships jemalloc: the vLLM worker would fragment glibc's heap"
     vllm = BundleConfig(name="v", model="m")
     env = deployment_options(bundle_spec(vllm), IngressSettings())["ray_actor_options"]["runtime_env"]["env_vars"]
-    # 0: oneDNN's global primitive cache off, or the CPU worker keeps ~1,000 per-M matmul primitives (MiBs each)
-    assert env == {"LD_PRELOAD": str(RAY_JEMALLOC), "ONEDNN_PRIMITIVE_CACHE_CAPACITY": "0"}
+    # 0: oneDNN's global primitive cache off, or the CPU worker keeps ~1,000 per-M matmul primitives (MiBs each);
+    # on CPUs the model runs in the engine core, not in a worker behind a busy-waiting queue
+    assert env == {"LD_PRELOAD": str(RAY_JEMALLOC), "ONEDNN_PRIMITIVE_CACHE_CAPACITY": "0",
+                   "VLLM_ENABLE_V1_MULTIPROCESSING": "0"}
     own = BundleConfig(name="v", model="m", deployment={
-        "env_vars": {"LD_PRELOAD": "/opt/libtcmalloc.so", "ONEDNN_PRIMITIVE_CACHE_CAPACITY": "256"}})
+        "env_vars": {"LD_PRELOAD": "/opt/libtcmalloc.so", "ONEDNN_PRIMITIVE_CACHE_CAPACITY": "256",
+                     "VLLM_ENABLE_V1_MULTIPROCESSING": "1"}})
     assert bundle_spec(own).settings.env_vars == {"LD_PRELOAD": "/opt/libtcmalloc.so",
-                                                  "ONEDNN_PRIMITIVE_CACHE_CAPACITY": "256"}
+                                                  "ONEDNN_PRIMITIVE_CACHE_CAPACITY": "256",
+                                                  "VLLM_ENABLE_V1_MULTIPROCESSING": "1"}
     own_allocator = BundleConfig(name="v", model="m", deployment={"env_vars": {"LD_PRELOAD": "/opt/libtcmalloc.so"}})
     assert bundle_spec(own_allocator).settings.env_vars == {"LD_PRELOAD": "/opt/libtcmalloc.so",
-                                                            "ONEDNN_PRIMITIVE_CACHE_CAPACITY": "0"}
+                                                            "ONEDNN_PRIMITIVE_CACHE_CAPACITY": "0",
+                                                            "VLLM_ENABLE_V1_MULTIPROCESSING": "0"}
+    # On GPUs vLLM's own executor choice stands
+    gpu = BundleConfig(name="g", model="m", deployment={"num_gpus": 1})
+    assert "VLLM_ENABLE_V1_MULTIPROCESSING" not in bundle_spec(gpu).settings.env_vars
     encoder_only = BundleConfig(name="e", engine="transformers", model="m")
     assert "runtime_env" not in deployment_options(bundle_spec(encoder_only), IngressSettings())["ray_actor_options"]
