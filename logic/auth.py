@@ -9,7 +9,7 @@
 
 Keys come from the environment variable or file that `args.security` names, never from the config itself. The
 client address is the one Serve's proxy hands the ingress (`request.client`); LeanServe never reads
-X-Forwarded-For itself. The HTTP app applies the gate as its own middleware (deployments/http_app.py).
+X-Forwarded-For itself. The HTTP app applies the gate in its request middleware (deployments/request_middleware.py).
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 input, later calls for that input skip it and return only new tactics.
 
 - Scoped per caller: the memory of one caller (`RequestContext.client`: a hash of the API key it presented,
-  else its address; deployments/http_app.py) never shapes another's answers. Shared by all, a replayed popular state would drain its tactics for
+  else its address; deployments/request_middleware.py) never shapes another's answers. Shared by all, a replayed popular state would drain its tactics for
   everyone, and a shrinking answer would tell that someone else asked.
 - Stored under digests only: the key is a SHA-256 of (bundle, scope, prefix, state) and each tactic a
   16-byte BLAKE2b digest, so the store never holds a proof state, a key or a tactic, and every entry is

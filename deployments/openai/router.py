@@ -1,5 +1,5 @@
 """The OpenAI-compatible routes under /v1: each translates its wire model (protocol.py) to a service call and
-builds OpenAI's answer (responses.py). Errors leave in OpenAI's shape (deployments/http_app.py)."""
+builds OpenAI's answer (responses.py). Errors leave in OpenAI's shape (deployments/error_responses.py)."""
 
 from __future__ import annotations
 
