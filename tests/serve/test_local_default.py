@@ -107,6 +107,16 @@ def test_the_engine_and_the_proxy_run_at_normal_priority(local_server):
     }
 
 
+def test_the_engine_computes_in_one_process_beside_the_replica(local_server):
+    # vLLM's CPU platform would run the model in a second process (VLLM::Worker) fed through a shared-memory queue
+    # whose two ends busy-wait: engine core and worker would take both cores even while they wait.
+    process, _, _ = local_server
+    replica = [p for p in descendants([psutil.Process(process.pid)])
+               if p in processes_matching("ServeReplica:leanserve:bundle-smollm2-135m-instruct")]
+    titles = [" ".join(p.cmdline()).strip() for p in descendants(replica)]
+    assert replica and [t for t in titles if t.startswith("VLLM::")] == ["VLLM::EngineCore"], titles
+
+
 def test_sigterm_stops_everything_it_started(local_server):
     # What systemd, Kubernetes or `kill` send; Ray's driver would otherwise abort without cleaning up.
     process, url, log_path = local_server
