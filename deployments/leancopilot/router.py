@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends
 from fastapi.responses import JSONResponse
 
 from core.errors import LeanServeError
@@ -23,22 +23,17 @@ from deployments.leancopilot.protocol import (
     ProveRequest,
     ProveResponse,
 )
+from deployments.route_dependencies import request_context, tactic_service
 from deployments.service import ProofQuery, TacticQuery, TacticService
 
 router = APIRouter()
 
 
-def get_service(request: Request) -> TacticService:
-    return request.app.state.service
-
-
-def get_context(request: Request) -> RequestContext:
-    return request.state.context
 
 
 @router.post("/generate", response_model=GenerateResponse)
 async def generate(
-    body: GenerateRequest, service: TacticService = Depends(get_service), ctx: RequestContext = Depends(get_context)
+    body: GenerateRequest, service: TacticService = Depends(tactic_service), ctx: RequestContext = Depends(request_context)
 ) -> GenerateResponse:
     query = TacticQuery(body.name, body.input, body.prefix or "", body.use_reward, body.n, body.max_tokens)
     ranked = await service.suggest_tactics(query, ctx)
@@ -47,7 +42,7 @@ async def generate(
 
 @router.post("/generate_batch", response_model=GenerateBatchResponse)
 async def generate_batch(
-    body: GenerateBatchRequest, service: TacticService = Depends(get_service), ctx: RequestContext = Depends(get_context)
+    body: GenerateBatchRequest, service: TacticService = Depends(tactic_service), ctx: RequestContext = Depends(request_context)
 ) -> JSONResponse:
     """One /generate answer per item, in order; an item's own error (413, 422, 503, 504...) stays in its slot.
     Each result holds `outputs` or `error`, never both (so the other key is left out, not null)."""
@@ -70,7 +65,7 @@ async def generate_batch(
 
 @router.post("/prove", response_model=ProveResponse)
 async def prove(
-    body: ProveRequest, service: TacticService = Depends(get_service), ctx: RequestContext = Depends(get_context)
+    body: ProveRequest, service: TacticService = Depends(tactic_service), ctx: RequestContext = Depends(request_context)
 ) -> ProveResponse:
     """Complete proof candidates of `theorem` from a whole-proof bundle, best first (shaped like /generate)."""
     query = ProofQuery(body.name, body.theorem, body.problem or "", body.n, body.max_tokens)
@@ -80,13 +75,13 @@ async def prove(
 
 @router.post("/encode", response_model=EncodeResponse)
 async def encode(
-    body: EncodeRequest, service: TacticService = Depends(get_service), ctx: RequestContext = Depends(get_context)
+    body: EncodeRequest, service: TacticService = Depends(tactic_service), ctx: RequestContext = Depends(request_context)
 ) -> EncodeResponse:
     return EncodeResponse(outputs=await service.encode(body.name, body.input, ctx))
 
 
 @router.get("/models", response_model=ModelsResponse)
-async def models(service: TacticService = Depends(get_service)) -> ModelsResponse:
+async def models(service: TacticService = Depends(tactic_service)) -> ModelsResponse:
     return ModelsResponse(
         models=[ModelInfo(name=b.name, aliases=list(b.aliases), routes=list(b.routes)) for b in service.models()]
     )

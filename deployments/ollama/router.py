@@ -13,13 +13,14 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends
 from fastapi.responses import StreamingResponse
 
 from core.errors import LeanServeError
 from core.request_context import RequestContext
 from deployments.completion_service import CompletionQuery, CompletionService, PreparedCompletion, SamplingQuery
 from deployments.ollama.protocol import ErrorResponse, GenerateRequest, ModelTag, TagsResponse, error_body
+from deployments.route_dependencies import completion_service, request_context
 
 router = APIRouter(
     prefix="/api", responses={status: {"model": ErrorResponse} for status in (400, 401, 404, 413, 422, 429, 503, 504)}
@@ -27,12 +28,6 @@ router = APIRouter(
 STARTED_AT = datetime.now(UTC).isoformat()
 
 
-def get_service(request: Request) -> CompletionService:
-    return request.app.state.completions
-
-
-def get_context(request: Request) -> RequestContext:
-    return request.state.context
 
 
 def _done(model: str, response: str, reason: str, started: float, prompt_tokens: int, tokens: int) -> dict[str, Any]:
@@ -67,7 +62,7 @@ async def _lines(service: CompletionService, prepared: PreparedCompletion, ctx: 
 
 @router.post("/generate")
 async def generate(
-    body: GenerateRequest, service: CompletionService = Depends(get_service), ctx: RequestContext = Depends(get_context)
+    body: GenerateRequest, service: CompletionService = Depends(completion_service), ctx: RequestContext = Depends(request_context)
 ):
     started = time.perf_counter()
     lean = None if body.raw else service.lean_prompt(body.prompt)
@@ -92,7 +87,7 @@ async def generate(
 
 
 @router.get("/tags", response_model=TagsResponse)
-async def tags(service: CompletionService = Depends(get_service)) -> TagsResponse:
+async def tags(service: CompletionService = Depends(completion_service)) -> TagsResponse:
     names = [name for bundle in service.tactics.models() if "complete" in bundle.routes for name in bundle.names]
     return TagsResponse(
         models=[

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends
 from fastapi.responses import StreamingResponse
 
 from core.payloads import StreamChunk
@@ -21,6 +21,7 @@ from deployments.openai.protocol import (
     Model,
     ModelList,
 )
+from deployments.route_dependencies import completion_service, request_context
 
 # OpenAI's error shape in the schema too (the app's default documents the contract's `{"detail"}`).
 router = APIRouter(
@@ -29,12 +30,6 @@ router = APIRouter(
 STARTED_AT = responses.now()
 
 
-def get_service(request: Request) -> CompletionService:
-    return request.app.state.completions
-
-
-def get_context(request: Request) -> RequestContext:
-    return request.state.context
 
 
 async def _started(chunks: AsyncIterator[StreamChunk]) -> AsyncIterator[StreamChunk]:
@@ -56,7 +51,7 @@ def _event_stream(events: AsyncIterator[str]) -> StreamingResponse:
 
 
 @router.get("/models", response_model=ModelList)
-async def models(service: CompletionService = Depends(get_service)) -> ModelList:
+async def models(service: CompletionService = Depends(completion_service)) -> ModelList:
     return ModelList(
         data=[Model(id=name, created=STARTED_AT, root=b.name) for b in service.tactics.models() for name in b.names]
     )
@@ -64,7 +59,7 @@ async def models(service: CompletionService = Depends(get_service)) -> ModelList
 
 @router.post("/completions")
 async def completions(
-    body: CompletionRequest, service: CompletionService = Depends(get_service), ctx: RequestContext = Depends(get_context)
+    body: CompletionRequest, service: CompletionService = Depends(completion_service), ctx: RequestContext = Depends(request_context)
 ):
     prompts = [body.prompt] if isinstance(body.prompt, str) else body.prompt
     sampling = SamplingQuery(
@@ -81,7 +76,7 @@ async def completions(
 
 @router.post("/chat/completions")
 async def chat_completions(
-    body: ChatCompletionRequest, service: CompletionService = Depends(get_service), ctx: RequestContext = Depends(get_context)
+    body: ChatCompletionRequest, service: CompletionService = Depends(completion_service), ctx: RequestContext = Depends(request_context)
 ):
     last = body.messages[-1]
     lean = service.lean_prompt(last.text()) if last.role == "user" else None
@@ -111,7 +106,7 @@ async def chat_completions(
 
 @router.post("/embeddings")
 async def embeddings(
-    body: EmbeddingRequest, service: CompletionService = Depends(get_service), ctx: RequestContext = Depends(get_context)
+    body: EmbeddingRequest, service: CompletionService = Depends(completion_service), ctx: RequestContext = Depends(request_context)
 ):
     texts = [body.input] if isinstance(body.input, str) else body.input
     return responses.embedding_list(body.model, await service.embed(body.model, texts, ctx), body.encoding_format)

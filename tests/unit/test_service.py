@@ -356,3 +356,30 @@ async def test_raw_completions_pass_the_same_admission_as_tactic_requests():
     assert raw.status_code == 503 and raw.headers["Retry-After"] == "5"
     assert raw.json()["error"]["type"] == "server_error" and "bound of 2" in raw.json()["error"]["message"]
     assert tactic.status_code == 503 and "bound of 2" in tactic.json()["detail"]
+
+
+async def test_no_route_runs_anything_in_fastapis_thread_pool(monkeypatch):
+    # FastAPI runs a plain `def` dependency or endpoint in its thread pool: a thread hop per request each.
+    import fastapi.dependencies.utils
+    import fastapi.routing
+
+    hopped = []
+    for module in (fastapi.dependencies.utils, fastapi.routing):
+        original = module.run_in_threadpool
+
+        async def recording(func, *args, _original=original, **kwargs):
+            hopped.append(getattr(func, "__name__", repr(func)))
+            return await _original(func, *args, **kwargs)
+
+        monkeypatch.setattr(module, "run_in_threadpool", recording)
+    app = await make_app(app_args(), FakeClock(), Scorer())
+    async with client(app) as http:
+        answers = [
+            await http.post("/generate", json={"input": "⊢ True", "name": "tiny"}),
+            await http.post("/generate_batch", json={"name": "tiny", "items": [{"input": "⊢ True"}]}),
+            await http.post("/v1/completions", json={"model": "tiny", "prompt": "⊢ True", "max_tokens": 4}),
+            await http.post("/api/generate", json={"model": "tiny", "prompt": "⊢ True", "stream": False}),
+        ]
+    assert [a.status_code for a in answers] == [200] * 4, [a.text for a in answers]
+    assert answers[0].json()["outputs"][0]["output"] == "test_0"
+    assert hopped == []
