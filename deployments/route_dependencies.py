@@ -22,5 +22,5 @@ async def completion_service(request: Request) -> CompletionService:
 
 
 async def request_context(request: Request) -> RequestContext:
-    """Made by the ingress's request middleware (deployments/http_app.py) before routing."""
+    """Made by the ingress's request middleware (deployments/request_middleware.py) before routing."""
     return request.state.context
