@@ -146,7 +146,9 @@ def summarize(phases: list[dict]) -> dict:
             continue
         titles = sorted({title for r in rows for title in r["pss_delta_mib"]})
         grown = {t: round(sum(r["pss_delta_mib"].get(t, 0.0) for r in rows), 1) for t in titles}
-        worker = grown.get("VLLM::Worker", 0.0)
+        # The process the model runs in: the worker, or the engine core where vLLM runs none (one process on CPUs
+        # with VLLM_ENABLE_V1_MULTIPROCESSING=0, deployments/options.py).
+        worker = grown.get("VLLM::Worker", grown.get("VLLM::EngineCore", 0.0))
         requests = sum(r["requests"] for r in rows)
         new_m = sum(r["new_prefill_m"] for r in rows)
         out[phase] = {"requests": requests, "pss_growth_mib": grown,

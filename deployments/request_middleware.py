@@ -85,17 +85,17 @@ def _read_headers(scope: Scope) -> dict[str, str]:
 def _answer_headers(context: RequestContext) -> list[tuple[bytes, bytes]]:
     """The X-LeanServe-* headers, from what the service wrote into the context while the endpoint ran."""
     headers = [
-        (name, str(value).encode("latin-1"))
+        (name, str(value))
         for name, value in (
-            (b"x-leanserve-replica", context.replica),
-            (b"x-leanserve-prompt-tokens", context.prompt_tokens),
-            (b"x-leanserve-cached-tokens", context.cached_prompt_tokens),
+            (REPLICA_HEADER, context.replica),
+            (PROMPT_TOKENS_HEADER, context.prompt_tokens),
+            (CACHED_TOKENS_HEADER, context.cached_prompt_tokens),
         )
         if value is not None
     ]
     if context.degraded:
-        headers.append((b"x-leanserve-degraded", ", ".join(dict.fromkeys(context.degraded)).encode("latin-1")))
-    return headers
+        headers.append((DEGRADED_HEADER, ", ".join(dict.fromkeys(context.degraded))))
+    return [(name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in headers]
 
 
 class RequestMiddleware:
