@@ -9,6 +9,7 @@ from fastapi.responses import JSONResponse
 
 from core.errors import LeanServeError, UnauthorizedError
 from core.log_setup import request_logger
+from deployments.edge import app_path
 from deployments.error_bodies import error_body
 
 
@@ -19,11 +20,6 @@ def error_response(error: LeanServeError, path: str = "/") -> JSONResponse:
     if isinstance(error, UnauthorizedError):
         headers["WWW-Authenticate"] = error.challenge
     return JSONResponse(status_code=error.status_code, content=error_body(error, path), headers=headers)
-
-
-def app_path(request: Request) -> str:
-    """The path within the app: Serve mounts it under its route prefix (root_path)."""
-    return request.url.path.removeprefix(request.scope.get("root_path", "").rstrip("/")) or "/"
 
 
 def request_id_of(request: Request) -> str | None:
@@ -38,4 +34,4 @@ def log_and_respond(request: Request, error: LeanServeError, cause: BaseExceptio
         log.opt(exception=cause).error("{} {} -> {}: {}", request.method, request.url.path, error.status_code, error.detail)
     else:
         log.warning("{} {} -> {}: {}", request.method, request.url.path, error.status_code, error.detail)
-    return error_response(error, app_path(request))
+    return error_response(error, app_path(request.scope))
