@@ -29,8 +29,6 @@ from deployments.service import ProofQuery, TacticQuery, TacticService
 router = APIRouter()
 
 
-
-
 @router.post("/generate", response_model=GenerateResponse)
 async def generate(
     body: GenerateRequest, service: TacticService = Depends(tactic_service), ctx: RequestContext = Depends(request_context)

@@ -28,8 +28,6 @@ router = APIRouter(
 STARTED_AT = datetime.now(UTC).isoformat()
 
 
-
-
 def _done(model: str, response: str, reason: str, started: float, prompt_tokens: int, tokens: int) -> dict[str, Any]:
     return {
         "model": model,

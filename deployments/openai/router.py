@@ -30,8 +30,6 @@ router = APIRouter(
 STARTED_AT = responses.now()
 
 
-
-
 async def _started(chunks: AsyncIterator[StreamChunk]) -> AsyncIterator[StreamChunk]:
     """`chunks` with its first step taken already, so an error before any text (an unknown model, a prompt
     beyond the model's context) is an HTTP status rather than an error chunk."""
