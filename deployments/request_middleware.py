@@ -110,8 +110,8 @@ class RequestMiddleware:
             return
         # 1. Request context. Outside Serve (unit tests) there is no X-Request-Id from the proxy: make one.
         headers = _read_headers(scope)
-        context = self.service.new_context(headers.get("x-request-id") or uuid.uuid4().hex)
-        context.session_id = headers.get("x-session-id", "")[:MAX_SESSION_ID_CHARS] or None
+        context = self.service.new_context(headers.get(REQUEST_ID_HEADER.lower()) or uuid.uuid4().hex)
+        context.session_id = headers.get(SESSION_HEADER.lower(), "")[:MAX_SESSION_ID_CHARS] or None
         # The SDKs send `Authorization: Bearer`, LLMLean and Anthropic's `x-api-key` too ('' when it has none).
         api_key = presented_key(headers.get("authorization"), headers.get("x-api-key"))
         client = scope.get("client")
