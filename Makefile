@@ -94,13 +94,15 @@ docs: install
 kuberay: install
 	$(PY) deploy/render_rayservice.py
 # The serving layer's own cost (bench/overhead.py): the tests' tiny model on vLLM (bare AsyncLLM, LeanServe,
-# vllm serve), a no-op engine behind LeanServe / a trivial Ray Serve app / uvicorn, the tuning candidates, and
-# SmolLM2; REPEATS interleaved runs each. Updates the table in docs/benchmarks.md from the latest full run.
-# QUICK=1: half the requests. The one-shot comparison with the seed-style server: python -m bench.compare_stacks.
-SUITES ?= tiny,noop,tuning,smollm2
+# vllm serve, Serve's floor), a no-op engine behind LeanServe / a trivial Ray Serve app / uvicorn, the tuning
+# candidates, vLLM's own load generator, and SmolLM2; REPEATS interleaved runs each (about 90 minutes on 2
+# cores). Updates the table in docs/benchmarks.md from the latest full run of each suite.
+# SUITES=tiny,noop: a subset. QUICK=1: half the requests. The one-shot comparison with the seed-style server:
+# python -m bench.compare_stacks.
+SUITES ?=
 REPEATS ?= 3
 bench: install models
-	$(PY) -m bench.overhead --suites $(SUITES) --repeats $(REPEATS) $(if $(QUICK),--quick,)
+	$(PY) -m bench.overhead $(if $(SUITES),--suites $(SUITES),) --repeats $(REPEATS) $(if $(QUICK),--quick,)
 
 clean:
 	rm -rf $(MODELS_DIR) .pytest_cache

@@ -17,6 +17,7 @@ import uuid
 import psutil
 
 from bench.workload import Workload
+from core.config import BundleConfig
 from leanserve_client.client import GenerateResult
 from leanserve_client.loadgen import closed_loop
 from leanserve_client.states import load_states
@@ -25,15 +26,19 @@ from logic.validation import resolve_sampling
 from models.chat_template import load_chat_renderer
 
 
-async def run(workload: Workload) -> dict:
+async def start_engine(bundle: BundleConfig):
+    """The bundle's vLLM engine, started, and its prompt builder (also the trivial Serve app's engine)."""
     from models.vllm_engine import VLLMEngine  # the one module that imports vLLM
 
-    bundle = workload.bundle()
     renderer = load_chat_renderer(bundle.tokenizer or bundle.model) if bundle.prompt.chat else None
-    prompts = PromptBuilder(bundle.prompt, renderer)
-    sampling = resolve_sampling(bundle.sampling, workload.n, workload.max_tokens)
     engine = VLLMEngine(bundle)
     await engine.start()
+    return engine, PromptBuilder(bundle.prompt, renderer)
+
+
+async def run(workload: Workload) -> dict:
+    engine, prompts = await start_engine(workload.bundle())
+    sampling = resolve_sampling(workload.bundle().sampling, workload.n, workload.max_tokens)
 
     async def send(state: str) -> GenerateResult:
         started = time.perf_counter()

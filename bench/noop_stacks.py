@@ -8,7 +8,9 @@ Usage: python -m bench.noop_stacks {leanserve,serve,uvicorn} CONFIG --port PORT 
   that answers: Serve's own floor;
 - uvicorn: one uvicorn + FastAPI process answering inline: the HTTP floor.
 All three answer LeanCopilot's /generate with n candidates, so one load generator drives them alike. The
-variants (`--variant`) are the tuning candidates that need code rather than an environment variable.
+variants (`--variant`) are the tuning candidates that need code rather than an environment variable, and
+`serve --variant vllm`: the trivial Serve app whose deployment holds the config's real vLLM engine (the bare
+engine's call: the bundle's prompt and sampling, models/vllm_engine.py), Serve's floor with a real engine.
 """
 
 from __future__ import annotations
@@ -18,9 +20,12 @@ import os
 import signal
 import sys
 import time
+import uuid
 
+from bench.bare_engine import start_engine
 from core.config import AppArgs, BundleConfig, load_serve_config
 from core.payloads import Completion, EngineLoad, EngineOutput, SamplingRequest
+from logic.validation import resolve_sampling
 
 NOOP_MODEL = "bench/noop"  # a name only: nothing loads it
 
@@ -79,7 +84,7 @@ def leanserve_app(args: AppArgs, variant: str):
     return bind_app(args, engine_factory=noop_engine)
 
 
-def trivial_serve_app(args: AppArgs):
+def trivial_serve_app(args: AppArgs, variant: str = ""):
     """A FastAPI ingress and one handle hop, with LeanServe's ingress and bundle limits."""
     from fastapi import FastAPI
     from ray import serve
@@ -94,8 +99,20 @@ def trivial_serve_app(args: AppArgs):
         ray_actor_options={"num_cpus": bundle.deployment.num_cpus},
     )
     class Answer:
-        async def answer(self, state: str, n: int) -> list[dict]:
-            return noop_outputs(n)
+        async def __init__(self):
+            self.engine = None
+            if variant == "vllm":  # the engine starts on the replica's loop, as in a LeanServe bundle
+                self.engine, self.prompts = await start_engine(bundle)
+
+        async def ready(self) -> bool:
+            return True
+
+        async def answer(self, state: str, n: int, max_tokens: int | None = None) -> list[dict]:
+            if self.engine is None:
+                return noop_outputs(n)
+            sampling = resolve_sampling(bundle.sampling, n, max_tokens)
+            output = await self.engine.generate(self.prompts.build(state), sampling, uuid.uuid4().hex)
+            return [{"output": c.text, "score": 0.0} for c in output.completions]
 
     @serve.deployment(
         name="ingress",
@@ -110,11 +127,13 @@ def trivial_serve_app(args: AppArgs):
 
         @web.post("/generate")
         async def generate(self, body: dict) -> dict:
-            return {"outputs": await self.answer.answer.remote(body["input"], body.get("n") or bundle.sampling.n)}
+            n = body.get("n") or bundle.sampling.n
+            return {"outputs": await self.answer.answer.remote(body["input"], n, body.get("max_tokens"))}
 
         @web.get("/health")
         async def health(self) -> dict:
-            return {"status": "ok"}
+            # Healthy once the deployment (and its engine) is up, as LeanServe's /health reports its bundles.
+            return {"status": "ok" if await self.answer.ready.remote() else "starting"}
 
     return Ingress.bind(Answer.bind())
 
@@ -177,7 +196,9 @@ def main(argv: list[str] | None = None) -> int:
     if options.server == "uvicorn":
         run_uvicorn(args, options.port, options.variant)
     elif options.server == "serve":
-        run_serve(trivial_serve_app(args), options.port)
+        if options.variant not in ("", "default", "vllm"):
+            raise ValueError(f"unknown Serve variant {options.variant!r}")
+        run_serve(trivial_serve_app(args, options.variant), options.port)
     else:
         run_serve(leanserve_app(args, options.variant), options.port)
     return 0

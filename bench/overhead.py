@@ -1,15 +1,20 @@
 """The serving layer's own cost, against its peers and its floor: repeated, interleaved runs (`make bench`).
 
-Usage: python -m bench.overhead [--suites tiny,noop,tuning,smollm2] [--repeats 3] [--quick] [--no-docs]
+Usage: python -m bench.overhead [--suites tiny,noop,...] [--repeats 3] [--quick] [--no-docs]
 
 Suites (each its own interleaved run; ratios are taken within one run, repeat by repeat):
-  tiny     the tests' tiny random model on real vLLM: the bare AsyncLLM in-process, LeanServe, `vllm serve`
-           (python -m vllm.entrypoints.openai.api_server), at concurrency 1, 16, 64. The model computes
-           almost nothing, so what differs is the serving layer;
-  noop     an engine that answers at once behind LeanServe, a trivial Ray Serve app of the same shape (FastAPI
-           ingress + one handle hop) and one uvicorn + FastAPI process (bench/noop_stacks.py);
-  tuning   LeanServe on the no-op engine, default against one tuning candidate at a time;
-  smollm2  the offline SmolLM2 of configs/local.yaml: bare AsyncLLM, LeanServe, `vllm serve`.
+  tiny         the tests' tiny random model on real vLLM: the bare AsyncLLM in-process, LeanServe, `vllm serve`
+               (python -m vllm.entrypoints.openai.api_server) and Serve's floor (the trivial Serve app below,
+               its deployment making the bare engine's call), at concurrency 1, 16, 64. The model computes
+               almost nothing, so what differs is the serving layer;
+  noop         an engine that answers at once behind LeanServe, a trivial Ray Serve app of the same shape
+               (FastAPI ingress + one handle hop) and one uvicorn + FastAPI process (bench/noop_stacks.py);
+  tuning       LeanServe on the no-op engine, default against one tuning candidate at a time;
+  tiny-tuning  the same for Serve's switches, on the tiny model;
+  threads      the tiny model's engine with 2 OpenMP threads against 1;
+  vllm-bench   vLLM's own load generator against LeanServe's /v1/completions and `vllm serve`;
+  smollm2      the offline SmolLM2 of configs/local.yaml: the same four stacks as tiny;
+  smollm2-tuning  Serve's control loop at 0.5 s against the default, on SmolLM2.
 Every stack starts, serves the same requests, and stops, A B C A B C ... `--repeats` times. The machine's load
 average and the CPU time of other processes are recorded around each run. Every finished run is appended to
 bench/results/<UTC timestamp>-overhead-<suite>.runs.jsonl; the summary (medians with min-max spread, failed
@@ -46,6 +51,7 @@ from bench.results_io import (
     write_new,
 )
 from bench.workload import Workload, load_bundle, make_workload
+from core.config import HAPROXY_INGRESS_ENV
 
 TABLE_START, TABLE_END = "<!-- overhead-table:start -->", "<!-- overhead-table:end -->"
 LEVELS = (1, 16, 64)
@@ -57,6 +63,7 @@ class Stack:
 
     name: str  # as the tables show it: "tiny-leanserve", "noop-leanserve@throughput-optimized"
     kind: str  # bare | leanserve | vllm-openai (bench/compare_stacks.py) | noop-leanserve | noop-serve | noop-uvicorn
+    #            (bench/noop_stacks.py's three servers; noop-serve with variant "vllm" holds the real engine)
     config: dict  # the serve config file its bundle (and LeanServe's settings) come from
     env: dict = field(default_factory=dict)  # a tuning candidate's switch
     variant: str = ""  # bench/noop_stacks.py --variant
@@ -91,9 +98,41 @@ NOOP_CANDIDATES = (
 )
 
 
+# Serve's switches one at a time on the tiny model's LeanServe (name, env, note); the default is the baseline.
+# Each keeps Ray actor-call handles and the HTTP proxy unless its note says otherwise.
+TINY_CANDIDATES = (
+    ("user-code-on-replica-loop", {"RAY_SERVE_RUN_USER_CODE_IN_SEPARATE_THREAD": "0"},
+     "each replica runs LeanServe's code on its own event loop, not on a second loop in a thread"),
+    ("router-on-caller-loop", {"RAY_SERVE_RUN_ROUTER_IN_SEPARATE_LOOP": "0"},
+     "a handle's router runs on the calling code's loop, not on a loop of its own"),
+    ("serve-logs-to-files", {"RAY_SERVE_LOG_TO_STDERR": "0"},
+     "Serve's access and replica logs go to their files only, not also through stderr to the driver"),
+    ("warning-logs", {"LEANSERVE_LOG_LEVEL": "WARNING"}, "no per-request INFO lines from LeanServe"),
+    ("grpc-handles", {"RAY_SERVE_USE_GRPC_BY_DEFAULT": "1"},
+     "handle calls by value over gRPC (breaks prefix affinity: see below)"),
+    ("throughput-optimized", {"RAY_SERVE_THROUGHPUT_OPTIMIZED": "1"},
+     "Serve's throughput mode: all of the above but LeanServe's logs; its direct ingress lets the ingress "
+     "replica serve HTTP itself, but clients on Serve's port still go through the proxy"),
+    ("haproxy", {HAPROXY_INGRESS_ENV: "1"},
+     "Serve's HAProxy ingress: HAProxy on Serve's port, straight to the ingress replica's own HTTP server "
+     "(no Python proxy, no ASGI messages over actor calls); it hides client addresses"),
+)
+
+
 def tiny_stacks(config: dict, prefix: str = "tiny") -> tuple[Stack, ...]:
     return (Stack(f"{prefix}-bare", "bare", config), Stack(f"{prefix}-leanserve", "leanserve", config),
             Stack(f"{prefix}-vllm-serve", "vllm-openai", config))
+
+
+def serve_floor(config: dict, prefix: str = "tiny") -> Stack:
+    """Serve's floor around the same engine: the trivial Serve app (bench/noop_stacks.py) whose deployment makes
+    the bare engine's call. LeanServe against it is LeanServe's own cost; it against the bare engine is Serve's."""
+    return Stack(f"{prefix}-serve", "noop-serve", config, variant="vllm",
+                 note="the trivial Ray Serve app (FastAPI ingress, one handle hop) around the bare engine's call")
+
+
+def floor_ratios(prefix: str) -> tuple[tuple[str, str], ...]:
+    return ((f"{prefix}-leanserve", f"{prefix}-serve"), (f"{prefix}-serve", f"{prefix}-bare"))
 
 
 def engine_ratios(prefix: str) -> tuple[tuple[str, str], ...]:
@@ -110,7 +149,14 @@ def make_suite(name: str, quick: bool) -> Suite:
     if name == "tiny":
         # OpenMP threads of every stack's engine pinned alike (the bare engine would otherwise take both cores).
         config = configs.with_changes(configs.tiny_config(), bundle_env={"OMP_NUM_THREADS": "1"})
-        return Suite(name, tiny_stacks(config), LEVELS, requests({1: 24, 16: 96, 64: 192}), engine_ratios("tiny"))
+        # Beside the three: Serve's floor around the same engine call, and LeanServe behind the HAProxy ingress
+        # (the one switch that wins, opt-in: see TINY_CANDIDATES) against the same baselines.
+        haproxy = Stack("tiny-leanserve@haproxy", "leanserve", config, env={HAPROXY_INGRESS_ENV: "1"},
+                        note="LeanServe behind Serve's HAProxy ingress (opt-in: it hides client addresses)")
+        return Suite(name, tiny_stacks(config) + (serve_floor(config), haproxy), LEVELS,
+                     requests({1: 24, 16: 96, 64: 192}),
+                     engine_ratios("tiny") + floor_ratios("tiny") + (("tiny-leanserve@haproxy", "tiny-bare"),
+                                                                      ("tiny-leanserve@haproxy", "tiny-serve")))
     if name == "noop":
         config = configs.noop_config()
         stacks = (Stack("noop-leanserve", "noop-leanserve", config), Stack("noop-serve", "noop-serve", config),
@@ -136,19 +182,30 @@ def make_suite(name: str, quick: bool) -> Suite:
                   Stack("tiny-leanserve@omp2", "leanserve", configs.with_changes(base, bundle_env={"OMP_NUM_THREADS": "2"}),
                         note="the engine replica computes with 2 OpenMP threads instead of 1"))
         return Suite(name, stacks, LEVELS, requests({1: 24, 16: 96, 64: 192}), (("tiny-leanserve@omp2", "tiny-leanserve"),))
+    if name == "tiny-tuning":
+        base = configs.with_changes(configs.tiny_config(), bundle_env={"OMP_NUM_THREADS": "1"})
+        stacks = (Stack("tiny-leanserve", "leanserve", base),) + tuple(
+            Stack(f"tiny-leanserve@{candidate}", "leanserve", base, env=env, note=note)
+            for candidate, env, note in TINY_CANDIDATES)
+        return Suite(name, stacks, (1, 16), requests({1: 24, 16: 96}),
+                     tuple((s.name, "tiny-leanserve") for s in stacks[1:]))
     if name == "vllm-bench":
         # vLLM's own load generator on /v1/completions (streamed, n=1, 12 tokens, EOS ignored) against LeanServe's
         # OpenAI front door and `vllm serve`, same engine settings.
         config = configs.with_changes(configs.tiny_config(), bundle_env={"OMP_NUM_THREADS": "1"})
         stacks = (Stack("tiny-leanserve-v1", "leanserve", config, tool="vllm-bench"),
+                  Stack("tiny-leanserve-v1@haproxy", "leanserve", config, env={HAPROXY_INGRESS_ENV: "1"},
+                        tool="vllm-bench", note="Serve's HAProxy ingress (as in tiny-tuning)"),
                   Stack("tiny-vllm-serve-v1", "vllm-openai", config, tool="vllm-bench"))
         # Two levels: each is one `vllm bench serve` process, which imports vLLM (about 15 s) before it sends.
-        return Suite(name, stacks, (1, 16), requests({1: 24, 16: 96}), (("tiny-leanserve-v1", "tiny-vllm-serve-v1"),))
+        return Suite(name, stacks, (1, 16), requests({1: 24, 16: 96}),
+                     (("tiny-leanserve-v1", "tiny-vllm-serve-v1"), ("tiny-leanserve-v1@haproxy", "tiny-vllm-serve-v1"),
+                      ("tiny-leanserve-v1@haproxy", "tiny-leanserve-v1")))
     if name == "smollm2":
         config = configs.yaml_config(configs.REPO_ROOT / "configs" / "local.yaml")
         per_level = {1: 4, 16: 32, 64: 64} if quick else {1: 8, 16: 48, 64: 128}
-        return Suite(name, tiny_stacks(config, "smollm2"), LEVELS, per_level, engine_ratios("smollm2"),
-                     level_deadline_s=300.0)
+        return Suite(name, tiny_stacks(config, "smollm2") + (serve_floor(config, "smollm2"),), LEVELS, per_level,
+                     engine_ratios("smollm2") + floor_ratios("smollm2"), level_deadline_s=300.0)
     if name == "smollm2-tuning":
         # Ray's own idle processes take CPU from the engine's OpenMP threads: Serve's control loop at 0.5 s
         # instead of 0.1 s against the default, on the engine where that shows.
@@ -162,8 +219,8 @@ def make_suite(name: str, quick: bool) -> Suite:
     raise ValueError(f"unknown suite {name!r}; choose from {', '.join(SUITES)}")
 
 
-SUITES = ("tiny", "noop", "tuning", "threads", "vllm-bench", "smollm2", "smollm2-tuning")
-DEFAULT_SUITES = ("tiny", "noop", "tuning", "vllm-bench", "smollm2")
+SUITES = ("tiny", "noop", "tuning", "tiny-tuning", "threads", "vllm-bench", "smollm2", "smollm2-tuning")
+DEFAULT_SUITES = ("tiny", "noop", "tuning", "tiny-tuning", "vllm-bench", "smollm2")
 
 
 def workload_for(suite: Suite, stack: Stack, config_path: str, quick: bool) -> Workload:
@@ -356,11 +413,13 @@ def goals(suite: str, figures: dict) -> list[dict]:
                     "met": None if s.get("median") is None else bool(ok(s["median"]))})
 
     if suite == "tiny":
-        r = ratios.get("tiny-leanserve / tiny-bare")
-        if r:
-            add("tiny c=1: LeanServe adds <= 15 ms p50 over the bare engine", r["latency_added_c1_s"]["p50"],
-                lambda v: v <= 0.015)
-            add("tiny c=16: throughput >= 0.7x the bare engine", r["throughput"].get("16", {}), lambda v: v >= 0.7)
+        for stack, how in (("tiny-leanserve", ""), ("tiny-leanserve@haproxy", " (HAProxy ingress, opt-in)")):
+            r = ratios.get(f"{stack} / tiny-bare")
+            if r:
+                add(f"tiny c=1: LeanServe{how} adds <= 15 ms p50 over the bare engine", r["latency_added_c1_s"]["p50"],
+                    lambda v: v <= 0.015)
+                add(f"tiny c=16: LeanServe{how} throughput >= 0.7x the bare engine", r["throughput"].get("16", {}),
+                    lambda v: v >= 0.7)
     if suite == "noop":
         r = ratios.get("noop-leanserve / noop-serve")
         if r:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import sys
 
 from core.config import PROXY_CALLBACK, PROXY_CALLBACK_ENV, ConfigError, load_serve_config
+from logic.auth import check_client_addresses_seen
 
 
 def describe(path: str) -> list[str]:
@@ -23,6 +24,7 @@ def describe(path: str) -> list[str]:
     )
     for app in config.applications:
         security = app.args.security
+        check_client_addresses_seen(security)  # the environment `ray start` will pass on, as the ingress checks it
         who = (
             f"API keys from {security.api_keys_env or security.api_keys_file}" if security.keys_required
             else "no API keys: every client" if security.allow_unauthenticated else "no API keys: loopback clients only"

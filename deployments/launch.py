@@ -32,6 +32,7 @@ from core.config import (
     load_serve_config,
 )
 from core.log_setup import configure_logging
+from logic.auth import check_client_addresses_seen
 
 DEFAULT_CONFIG = "configs/local.yaml"
 
@@ -123,6 +124,8 @@ def main(argv: list[str] | None = None) -> int:
     configure_logging("launch")
     try:
         config = load_serve_config(options.config)
+        for app in config.applications:  # what the ingress would refuse, before anything starts
+            check_client_addresses_seen(app.args.security)
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return 2

@@ -20,7 +20,7 @@ import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
-from core.config import LOOPBACK_NETWORKS, ConfigError, SecuritySettings
+from core.config import HAPROXY_INGRESS_ENV, LOOPBACK_NETWORKS, ConfigError, SecuritySettings
 from core.errors import InvalidRequestError, UnauthorizedError
 from core.request_context import PriorityClass
 from logic.priority import DEFAULT_CLASS, parse_class
@@ -121,6 +121,19 @@ def presented_key(authorization: str | None, x_api_key: str | None) -> str | Non
     return x_api_key.strip() or None if x_api_key else None
 
 
+def check_client_addresses_seen(settings: SecuritySettings, environ: Mapping[str, str] = os.environ) -> None:
+    """`allow_networks` reads the client's address. Behind Serve's HAProxy ingress (Ray's high-throughput mode)
+    every request arrives from HAProxy's own address, with no X-Forwarded-For, so the list would let anyone
+    with a key in: refuse the combination rather than serve it open. (Without keys HAProxy binds the loopback
+    address the config must name, so the loopback rule still holds.)"""
+    if settings.allow_networks and environ.get(HAPROXY_INGRESS_ENV) == "1":
+        raise ConfigError(
+            f"security.allow_networks cannot be enforced with {HAPROXY_INGRESS_ENV}=1: Serve's HAProxy ingress "
+            "forwards every request from its own address, so the ingress never sees the client's. Unset "
+            f"{HAPROXY_INGRESS_ENV}, or drop allow_networks and filter networks in front of HAProxy."
+        )
+
+
 class ApiKeyGate:
     """Keys configured: every request needs one (loopback too), from an allowed network when a list is set.
     A key may carry a priority class (`<key> batch` in its source); untagged keys are interactive."""
@@ -136,7 +149,9 @@ class ApiKeyGate:
     def from_settings(
         cls, settings: SecuritySettings, environ: Mapping[str, str] = os.environ
     ) -> ApiKeyGate | LoopbackOnlyGate | None:
-        """The gate `settings` ask for; None (every client let in) only with `allow_unauthenticated`."""
+        """The gate `settings` ask for; None (every client let in) only with `allow_unauthenticated`.
+        ConfigError where it would need client addresses that Serve's ingress hides (check_client_addresses_seen)."""
+        check_client_addresses_seen(settings, environ)
         if settings.keys_required:
             return cls(load_api_keys(settings, environ), settings.allow_networks)
         if settings.allow_unauthenticated:

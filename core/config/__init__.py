@@ -12,6 +12,7 @@
 from core.config.app import (
     DEFAULT_HTTP_HOST,
     DEFAULT_HTTP_PORT,
+    HAPROXY_INGRESS_ENV,
     LOOPBACK_NETWORKS,
     PROXY_BODY_LIMIT_ENV,
     PROXY_CALLBACK,
@@ -74,6 +75,7 @@ __all__ = [
     "PROXY_BODY_LIMIT_ENV",
     "PROXY_CALLBACK",
     "PROXY_CALLBACK_ENV",
+    "HAPROXY_INGRESS_ENV",
     "WORKER_NICENESS",
     "WORKER_NICENESS_ENV",
     "is_loopback_host",

@@ -38,6 +38,9 @@ PROXY_BODY_LIMIT_ENV = "LEANSERVE_MAX_BODY_BYTES"
 # `vllm serve` runs (measured on the tiny model at concurrency 1: docs/benchmarks.md).
 WORKER_NICENESS_ENV = "RAY_worker_niceness"
 WORKER_NICENESS = "0"
+# Serve's HAProxy ingress (Ray's high-throughput mode): HAProxy forwards each request from its own address and
+# adds no X-Forwarded-For, so the ingress never sees the client's address (logic/auth.py refuses allow_networks).
+HAPROXY_INGRESS_ENV = "RAY_SERVE_ENABLE_HA_PROXY"
 # The proxy's own timeout outlasts the ingress's deadline by this much, so the ingress's 504 (JSON, with the
 # engine request aborted) wins; the proxy's 408 is left for what the ingress cannot see: a trickling upload.
 PROXY_TIMEOUT_MARGIN_S = 5.0

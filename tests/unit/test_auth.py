@@ -48,6 +48,22 @@ def test_an_allow_list_without_keys_is_a_config_error():
         security(api_keys_env="K", allow_unauthenticated=True)
 
 
+def test_an_allow_list_refuses_to_start_behind_serves_haproxy_ingress():
+    # Measured on the real stack: behind RAY_SERVE_ENABLE_HA_PROXY=1 a client from 192.0.2.2 with a key got 200
+    # through allow_networks ["127.0.0.0/8"], since every request arrives from HAProxy's own address.
+    keys = {"LEANSERVE_API_KEYS": KEYS[0]}
+    listed = security(api_keys_env="LEANSERVE_API_KEYS", allow_networks=["10.0.0.0/8"])
+    with pytest.raises(ConfigError) as caught:
+        ApiKeyGate.from_settings(listed, environ={**keys, "RAY_SERVE_ENABLE_HA_PROXY": "1"})
+    assert "security.allow_networks" in str(caught.value) and "RAY_SERVE_ENABLE_HA_PROXY" in str(caught.value)
+    # Serve's own proxy hands the ingress the client's address: the list works there.
+    assert not ApiKeyGate.from_settings(listed, environ={**keys, "RAY_SERVE_ENABLE_HA_PROXY": "0"}).client_allowed("192.0.2.2")
+    # Keys alone, and the keyless loopback rule (HAProxy binds the loopback host the config must name), still run.
+    haproxy = {**keys, "RAY_SERVE_ENABLE_HA_PROXY": "1"}
+    assert ApiKeyGate.from_settings(security(api_keys_env="LEANSERVE_API_KEYS"), environ=haproxy).key_valid(KEYS[0])
+    assert isinstance(ApiKeyGate.from_settings(security(), environ=haproxy), LoopbackOnlyGate)
+
+
 def test_keys_come_from_the_named_env_var_or_file(tmp_path):
     key_file = tmp_path / "keys"
     key_file.write_text("# team keys\nfile-key-1\n\nfile-key-2\n")

@@ -104,7 +104,7 @@ def test_goals_are_judged_on_the_median_of_same_repeat_figures():
     figures = summarize(runs, (1, 16), (("tiny-leanserve", "tiny-bare"),))
     verdicts = {g["goal"]: g["met"] for g in goals("tiny", figures)}
     assert verdicts == {"tiny c=1: LeanServe adds <= 15 ms p50 over the bare engine": True,
-                        "tiny c=16: throughput >= 0.7x the bare engine": True}
+                        "tiny c=16: LeanServe throughput >= 0.7x the bare engine": True}
     runs = [run("noop-leanserve", i, {1: 50, 16: 70}) for i in range(3)] + [run("noop-serve", i, {1: 60, 16: 100})
                                                                             for i in range(3)]
     noop = goals("noop", summarize(runs, (1, 16), (("noop-leanserve", "noop-serve"),)))
@@ -180,3 +180,23 @@ def test_vllm_bench_levels_read_like_the_load_generators():
     command = bench_command("http://h:1", "tiny", "/tok", 16, 96, 32, 12, "/out", "c16.json")
     assert command[1:3] == ["-c", SHIM] and command[3:5] == ["bench", "serve"]
     assert command[command.index("--endpoint") + 1] == "/v1/completions" and "--ignore-eos" in command
+
+
+def test_each_tiny_model_candidate_switches_one_serve_setting_on_the_same_engine():
+    suite = make_suite("tiny-tuning", quick=False)
+    base = suite.stacks[0]
+    assert base.name == "tiny-leanserve" and not base.env
+    for stack in suite.stacks[1:]:
+        assert stack.kind == "leanserve" and stack.config == base.config, stack.name
+        assert len(stack.env) == 1 and stack.note, stack.name
+        assert (stack.name, base.name) in suite.ratios
+
+
+def test_the_tiny_suite_puts_serves_floor_around_the_same_engine_call():
+    suite = make_suite("tiny", quick=False)
+    stacks = {s.name: s for s in suite.stacks}
+    floor = stacks["tiny-serve"]
+    # bench/noop_stacks.py's trivial Serve app, its deployment holding the engine the bare stack calls
+    assert (floor.kind, floor.variant) == ("noop-serve", "vllm")
+    assert floor.config == stacks["tiny-bare"].config == stacks["tiny-leanserve"].config
+    assert {("tiny-leanserve", "tiny-serve"), ("tiny-serve", "tiny-bare")} <= set(suite.ratios)

@@ -112,6 +112,18 @@ def test_keys_an_explicit_opt_out_or_loopback_may_start(tmp_path, host, security
     assert who.endswith(next((v for k, v in expected.items() if k in security), "no API keys: loopback clients only"))
 
 
+def test_check_config_refuses_an_allow_list_behind_serves_haproxy_ingress(tmp_path, monkeypatch, capsys):
+    write_config(tmp_path, "0.0.0.0", {"api_keys_env": "LEANSERVE_API_KEYS", "allow_networks": ["10.0.0.0/8"]})
+    assert check_config.main([str(tmp_path / "serve.yaml")]) == 0
+    monkeypatch.setenv("RAY_SERVE_ENABLE_HA_PROXY", "1")
+    assert check_config.main([str(tmp_path / "serve.yaml")]) == 2
+    assert "security.allow_networks cannot be enforced with RAY_SERVE_ENABLE_HA_PROXY=1" in capsys.readouterr().err
+    # `make serve` refuses it before Ray starts, rather than waiting on an ingress that cannot start.
+    monkeypatch.setattr(launch, "serve_config", lambda config: pytest.fail("the launcher started Ray"))
+    assert launch.main([str(tmp_path / "serve.yaml")]) == 2
+    assert "security.allow_networks cannot be enforced" in capsys.readouterr().err
+
+
 def test_no_shipped_file_disables_ray_token_auth():
     for path in ["deployments/launch.py", "Makefile", "configs/local.yaml", "serve_config.yaml"]:
         assert "RAY_AUTH_MODE" not in (REPO_ROOT / path).read_text(), path
