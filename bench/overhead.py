@@ -98,6 +98,15 @@ NOOP_CANDIDATES = (
 )
 
 
+HAPROXY_ON = {HAPROXY_INGRESS_ENV: "1"}  # Serve's HAProxy ingress, the one switch of TINY_CANDIDATES that wins
+
+
+def tiny_one_thread_config() -> dict:
+    """The tiny model's config with every stack's engine on one OpenMP thread (the bare engine would otherwise
+    take both cores), so stacks differ only in what surrounds the engine."""
+    return configs.with_changes(configs.tiny_config(), bundle_env={"OMP_NUM_THREADS": "1"})
+
+
 # Serve's switches one at a time on the tiny model's LeanServe (name, env, note); the default is the baseline.
 # Each keeps Ray actor-call handles and the HTTP proxy unless its note says otherwise.
 TINY_CANDIDATES = (
@@ -113,7 +122,7 @@ TINY_CANDIDATES = (
     ("throughput-optimized", {"RAY_SERVE_THROUGHPUT_OPTIMIZED": "1"},
      "Serve's throughput mode: all of the above but LeanServe's logs; its direct ingress lets the ingress "
      "replica serve HTTP itself, but clients on Serve's port still go through the proxy"),
-    ("haproxy", {HAPROXY_INGRESS_ENV: "1"},
+    ("haproxy", HAPROXY_ON,
      "Serve's HAProxy ingress: HAProxy on Serve's port, straight to the ingress replica's own HTTP server "
      "(no Python proxy, no ASGI messages over actor calls); it hides client addresses"),
 )
@@ -147,11 +156,10 @@ def make_suite(name: str, quick: bool) -> Suite:
         return {c: max(c, int(r * scale)) for c, r in per_level.items()}
 
     if name == "tiny":
-        # OpenMP threads of every stack's engine pinned alike (the bare engine would otherwise take both cores).
-        config = configs.with_changes(configs.tiny_config(), bundle_env={"OMP_NUM_THREADS": "1"})
+        config = tiny_one_thread_config()
         # Beside the three: Serve's floor around the same engine call, and LeanServe behind the HAProxy ingress
         # (the one switch that wins, opt-in: see TINY_CANDIDATES) against the same baselines.
-        haproxy = Stack("tiny-leanserve@haproxy", "leanserve", config, env={HAPROXY_INGRESS_ENV: "1"},
+        haproxy = Stack("tiny-leanserve@haproxy", "leanserve", config, env=HAPROXY_ON,
                         note="LeanServe behind Serve's HAProxy ingress (opt-in: it hides client addresses)")
         return Suite(name, tiny_stacks(config) + (serve_floor(config), haproxy), LEVELS,
                      requests({1: 24, 16: 96, 64: 192}),
@@ -177,13 +185,13 @@ def make_suite(name: str, quick: bool) -> Suite:
         return Suite(name, tuple(stacks), (1, 16), requests({1: 100, 16: 240}), ratios, warmup_requests=20,
                      level_deadline_s=25.0)
     if name == "threads":
-        base = configs.with_changes(configs.tiny_config(), bundle_env={"OMP_NUM_THREADS": "1"})
+        base = tiny_one_thread_config()
         stacks = (Stack("tiny-leanserve", "leanserve", base),
                   Stack("tiny-leanserve@omp2", "leanserve", configs.with_changes(base, bundle_env={"OMP_NUM_THREADS": "2"}),
                         note="the engine replica computes with 2 OpenMP threads instead of 1"))
         return Suite(name, stacks, LEVELS, requests({1: 24, 16: 96, 64: 192}), (("tiny-leanserve@omp2", "tiny-leanserve"),))
     if name == "tiny-tuning":
-        base = configs.with_changes(configs.tiny_config(), bundle_env={"OMP_NUM_THREADS": "1"})
+        base = tiny_one_thread_config()
         stacks = (Stack("tiny-leanserve", "leanserve", base),) + tuple(
             Stack(f"tiny-leanserve@{candidate}", "leanserve", base, env=env, note=note)
             for candidate, env, note in TINY_CANDIDATES)
@@ -192,9 +200,9 @@ def make_suite(name: str, quick: bool) -> Suite:
     if name == "vllm-bench":
         # vLLM's own load generator on /v1/completions (streamed, n=1, 12 tokens, EOS ignored) against LeanServe's
         # OpenAI front door and `vllm serve`, same engine settings.
-        config = configs.with_changes(configs.tiny_config(), bundle_env={"OMP_NUM_THREADS": "1"})
+        config = tiny_one_thread_config()
         stacks = (Stack("tiny-leanserve-v1", "leanserve", config, tool="vllm-bench"),
-                  Stack("tiny-leanserve-v1@haproxy", "leanserve", config, env={HAPROXY_INGRESS_ENV: "1"},
+                  Stack("tiny-leanserve-v1@haproxy", "leanserve", config, env=HAPROXY_ON,
                         tool="vllm-bench", note="Serve's HAProxy ingress (as in tiny-tuning)"),
                   Stack("tiny-vllm-serve-v1", "vllm-openai", config, tool="vllm-bench"))
         # Two levels: each is one `vllm bench serve` process, which imports vLLM (about 15 s) before it sends.

@@ -1,18 +1,24 @@
 """Helpers of the scaling, node-loss, metrics and `serve deploy` tests: a one-bundle tiny-vLLM app,
-replica counts from serve.status(), bounded polling, and load from concurrent LeanCopilot clients."""
+replica counts from serve.status(), bounded polling, load from concurrent LeanCopilot clients, and `make serve`'s
+launcher started as a user starts it."""
 
 from __future__ import annotations
 
 import contextlib
 import os
+import signal
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 from serve_app import GENERATOR
-from support import LEANCOPILOT_HEADERS, lean_goals, leancopilot_bytes
+from support import LEANCOPILOT_HEADERS, REPO_ROOT, lean_goals, leancopilot_bytes
 
 from core.config import AppArgs
 
@@ -21,6 +27,21 @@ FAST_AUTOSCALING_METRICS_ENV = {
     "RAY_SERVE_REPLICA_AUTOSCALING_METRIC_PUSH_INTERVAL_S": "1",
     "RAY_SERVE_HANDLE_AUTOSCALING_METRIC_PUSH_INTERVAL_S": "1",
 }
+
+
+def start_launcher(args: list[str], log_path: Path, timeout_s: float, env: dict[str, str] | None = None):
+    """`python -m deployments.launch ARGS` in its own session, logging to `log_path`; returns the process once it
+    says it is ready, or fails the test with the log's tail."""
+    process = subprocess.Popen([sys.executable, "-m", "deployments.launch", *args], cwd=REPO_ROOT, env=env,
+                               stdout=log_path.open("w"), stderr=subprocess.STDOUT, start_new_session=True)
+    started = time.perf_counter()
+    while "LeanServe ready on" not in log_path.read_text(errors="replace"):
+        if process.poll() is not None or time.perf_counter() - started > timeout_s:
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGKILL)
+            pytest.fail(f"launcher never got ready:\n{log_path.read_text(errors='replace')[-5000:]}")
+        time.sleep(1)
+    return process
 
 
 @contextlib.contextmanager

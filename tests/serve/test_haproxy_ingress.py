@@ -11,15 +11,14 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
-import time
 
 import httpx
 import psutil
 import pytest
 import yaml
+from cluster_support import start_launcher
 from serve_app import GENERATOR, free_port
-from support import LEANCOPILOT_HEADERS, REPO_ROOT, descendants, lean_goals, leancopilot_bytes
+from support import LEANCOPILOT_HEADERS, descendants, lean_goals, leancopilot_bytes
 
 pytestmark = pytest.mark.serve
 
@@ -49,16 +48,8 @@ def haproxy_server(tmp_path_factory, tiny_llama):
         }],
     }
     (folder / "serve.yaml").write_text(yaml.safe_dump(config))
-    log_path = folder / "launch.log"
     env = {**os.environ, "RAY_SERVE_ENABLE_HA_PROXY": "1", "LEANSERVE_API_KEYS": KEY}
-    process = subprocess.Popen([sys.executable, "-m", "deployments.launch", str(folder / "serve.yaml")], cwd=REPO_ROOT,
-                               env=env, stdout=log_path.open("w"), stderr=subprocess.STDOUT, start_new_session=True)
-    started = time.perf_counter()
-    while "LeanServe ready on" not in log_path.read_text(errors="replace"):
-        if process.poll() is not None or time.perf_counter() - started > READY_TIMEOUT_S:
-            os.killpg(process.pid, signal.SIGKILL)
-            pytest.fail(f"launcher never got ready:\n{log_path.read_text(errors='replace')[-5000:]}")
-        time.sleep(1)
+    process = start_launcher([str(folder / "serve.yaml")], folder / "launch.log", READY_TIMEOUT_S, env)
     yield process, f"http://127.0.0.1:{port}"
     os.killpg(process.pid, signal.SIGINT)
     try:

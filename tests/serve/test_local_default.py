@@ -15,6 +15,7 @@ import time
 import httpx
 import psutil
 import pytest
+from cluster_support import start_launcher
 from serve_app import free_port
 from support import (
     LEANCOPILOT_HEADERS,
@@ -37,21 +38,8 @@ def local_server(tmp_path_factory):
     subprocess.run([sys.executable, "-m", "models.prepare", "--out", ".models"], cwd=REPO_ROOT, check=True, timeout=900)
     port = free_port()
     log_path = tmp_path_factory.mktemp("launch") / "launch.log"
-    log = log_path.open("w")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "deployments.launch", "configs/local.yaml", "--port", str(port)],
-        cwd=REPO_ROOT,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
+    process = start_launcher(["configs/local.yaml", "--port", str(port)], log_path, READY_TIMEOUT_S)
     url = f"http://127.0.0.1:{port}"
-    started = time.perf_counter()
-    while "LeanServe ready on" not in log_path.read_text(errors="replace"):
-        if process.poll() is not None or time.perf_counter() - started > READY_TIMEOUT_S:
-            process.kill()
-            pytest.fail(f"launcher never got ready:\n{log_path.read_text(errors='replace')[-5000:]}")
-        time.sleep(1)
     yield process, url, log_path
     if process.poll() is None:
         os.killpg(process.pid, signal.SIGKILL)
