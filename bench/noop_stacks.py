@@ -10,12 +10,15 @@ Usage: python -m bench.noop_stacks {leanserve,serve,uvicorn} CONFIG --port PORT 
 All three answer LeanCopilot's /generate with n candidates, so one load generator drives them alike. The
 variants (`--variant`) are the tuning candidates that need code rather than an environment variable, and
 `serve --variant vllm`: the trivial Serve app whose deployment holds the config's real vLLM engine (the bare
-engine's call: the bundle's prompt and sampling, models/vllm_engine.py), Serve's floor with a real engine.
+engine's call: the bundle's prompt and sampling, models/vllm_engine.py), Serve's floor with a real engine;
+`serve --variant vllm-batched` is that floor with the handle hop batched: the ingress gathers concurrent
+requests with Serve's `@serve.batch` and sends each batch in one handle call (a candidate, not LeanServe's way).
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
 import signal
 import sys
@@ -101,7 +104,7 @@ def trivial_serve_app(args: AppArgs, variant: str = ""):
     class Answer:
         async def __init__(self):
             self.engine = None
-            if variant == "vllm":  # the engine starts on the replica's loop, as in a LeanServe bundle
+            if variant.startswith("vllm"):  # the engine starts on the replica's loop, as in a LeanServe bundle
                 self.engine, self.prompts = await start_engine(bundle)
 
         async def ready(self) -> bool:
@@ -113,6 +116,10 @@ def trivial_serve_app(args: AppArgs, variant: str = ""):
             sampling = resolve_sampling(bundle.sampling, n, max_tokens)
             output = await self.engine.generate(self.prompts.build(state), sampling, uuid.uuid4().hex)
             return [{"output": c.text, "score": 0.0} for c in output.completions]
+
+        async def answer_many(self, calls: list[tuple[str, int, int | None]]) -> list[list[dict]]:
+            """One handle call for a batch of requests: the engine still gets each on its own, at once."""
+            return list(await asyncio.gather(*(self.answer(*call) for call in calls)))
 
     @serve.deployment(
         name="ingress",
@@ -127,8 +134,16 @@ def trivial_serve_app(args: AppArgs, variant: str = ""):
 
         @web.post("/generate")
         async def generate(self, body: dict) -> dict:
-            n = body.get("n") or bundle.sampling.n
-            return {"outputs": await self.answer.answer.remote(body["input"], n, body.get("max_tokens"))}
+            call = (body["input"], body.get("n") or bundle.sampling.n, body.get("max_tokens"))
+            if variant == "vllm-batched":
+                return {"outputs": await self.answer_batched(call)}
+            return {"outputs": await self.answer.answer.remote(*call)}
+
+        # Requests that arrive within a millisecond share one handle call; several batches may be in flight, so
+        # a batch waits for the engine only as long as its slowest request.
+        @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.001, max_concurrent_batches=8)
+        async def answer_batched(self, calls: list[tuple[str, int, int | None]]) -> list[list[dict]]:
+            return await self.answer.answer_many.remote(calls)
 
         @web.get("/health")
         async def health(self) -> dict:
@@ -196,7 +211,7 @@ def main(argv: list[str] | None = None) -> int:
     if options.server == "uvicorn":
         run_uvicorn(args, options.port, options.variant)
     elif options.server == "serve":
-        if options.variant not in ("", "default", "vllm"):
+        if options.variant not in ("", "default", "vllm", "vllm-batched"):
             raise ValueError(f"unknown Serve variant {options.variant!r}")
         run_serve(trivial_serve_app(args, options.variant), options.port)
     else:

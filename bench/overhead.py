@@ -11,6 +11,7 @@ Suites (each its own interleaved run; ratios are taken within one run, repeat by
                (FastAPI ingress + one handle hop) and one uvicorn + FastAPI process (bench/noop_stacks.py);
   tuning       LeanServe on the no-op engine, default against one tuning candidate at a time;
   tiny-tuning  the same for Serve's switches, on the tiny model;
+  batched-hop  Serve's floor on the tiny model with its handle hop batched (@serve.batch) against it unbatched;
   threads      the tiny model's engine with 2 OpenMP threads against 1;
   vllm-bench   vLLM's own load generator against LeanServe's /v1/completions and `vllm serve`;
   smollm2      the offline SmolLM2 of configs/local.yaml: the same four stacks as tiny;
@@ -197,6 +198,15 @@ def make_suite(name: str, quick: bool) -> Suite:
             for candidate, env, note in TINY_CANDIDATES)
         return Suite(name, stacks, (1, 16), requests({1: 24, 16: 96}),
                      tuple((s.name, "tiny-leanserve") for s in stacks[1:]))
+    if name == "batched-hop":
+        # Handle options: the one hop batched (a candidate measured on Serve's floor, where it costs least to try).
+        config = tiny_one_thread_config()
+        batched = Stack("tiny-serve@batched-hop", "noop-serve", config, variant="vllm-batched",
+                        note="Serve's floor with concurrent requests sharing one handle call (@serve.batch, 1 ms)")
+        return Suite(name, (Stack("tiny-bare", "bare", config), serve_floor(config), batched), LEVELS,
+                     requests({1: 24, 16: 96, 64: 192}),
+                     (("tiny-serve@batched-hop", "tiny-serve"), ("tiny-serve@batched-hop", "tiny-bare"),
+                      ("tiny-serve", "tiny-bare")))
     if name == "vllm-bench":
         # vLLM's own load generator on /v1/completions (streamed, n=1, 12 tokens, EOS ignored) against LeanServe's
         # OpenAI front door and `vllm serve`, same engine settings.
@@ -227,7 +237,7 @@ def make_suite(name: str, quick: bool) -> Suite:
     raise ValueError(f"unknown suite {name!r}; choose from {', '.join(SUITES)}")
 
 
-SUITES = ("tiny", "noop", "tuning", "tiny-tuning", "threads", "vllm-bench", "smollm2", "smollm2-tuning")
+SUITES = ("tiny", "noop", "tuning", "tiny-tuning", "batched-hop", "threads", "vllm-bench", "smollm2", "smollm2-tuning")
 DEFAULT_SUITES = ("tiny", "noop", "tuning", "tiny-tuning", "vllm-bench", "smollm2")
 
 

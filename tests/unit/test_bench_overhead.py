@@ -200,3 +200,14 @@ def test_the_tiny_suite_puts_serves_floor_around_the_same_engine_call():
     assert (floor.kind, floor.variant) == ("noop-serve", "vllm")
     assert floor.config == stacks["tiny-bare"].config == stacks["tiny-leanserve"].config
     assert {("tiny-leanserve", "tiny-serve"), ("tiny-serve", "tiny-bare")} <= set(suite.ratios)
+
+
+def test_the_batched_hop_candidate_changes_only_serves_floors_hop():
+    suite = make_suite("batched-hop", quick=False)
+    stacks = {s.name: s for s in suite.stacks}
+    floor, batched = stacks["tiny-serve"], stacks["tiny-serve@batched-hop"]
+    # the same trivial Serve app and engine, its ingress batching the handle calls (bench/noop_stacks.py)
+    assert (floor.variant, batched.variant) == ("vllm", "vllm-batched")
+    assert batched.kind == floor.kind and batched.config == floor.config == stacks["tiny-bare"].config
+    assert not batched.env and batched.note
+    assert ("tiny-serve@batched-hop", "tiny-serve") in suite.ratios
