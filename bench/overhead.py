@@ -129,6 +129,10 @@ TINY_CANDIDATES = (
 )
 
 
+# Requests per level and repeat of the tiny model's three-level suites (tiny, batched-hop, threads).
+TINY_REQUESTS = {1: 24, 16: 96, 64: 192}
+
+
 def tiny_stacks(config: dict, prefix: str = "tiny") -> tuple[Stack, ...]:
     return (Stack(f"{prefix}-bare", "bare", config), Stack(f"{prefix}-leanserve", "leanserve", config),
             Stack(f"{prefix}-vllm-serve", "vllm-openai", config))
@@ -163,7 +167,7 @@ def make_suite(name: str, quick: bool) -> Suite:
         haproxy = Stack("tiny-leanserve@haproxy", "leanserve", config, env=HAPROXY_ON,
                         note="LeanServe behind Serve's HAProxy ingress (opt-in: it hides client addresses)")
         return Suite(name, tiny_stacks(config) + (serve_floor(config), haproxy), LEVELS,
-                     requests({1: 24, 16: 96, 64: 192}),
+                     requests(TINY_REQUESTS),
                      engine_ratios("tiny") + floor_ratios("tiny") + (("tiny-leanserve@haproxy", "tiny-bare"),
                                                                       ("tiny-leanserve@haproxy", "tiny-serve")))
     if name == "noop":
@@ -190,7 +194,7 @@ def make_suite(name: str, quick: bool) -> Suite:
         stacks = (Stack("tiny-leanserve", "leanserve", base),
                   Stack("tiny-leanserve@omp2", "leanserve", configs.with_changes(base, bundle_env={"OMP_NUM_THREADS": "2"}),
                         note="the engine replica computes with 2 OpenMP threads instead of 1"))
-        return Suite(name, stacks, LEVELS, requests({1: 24, 16: 96, 64: 192}), (("tiny-leanserve@omp2", "tiny-leanserve"),))
+        return Suite(name, stacks, LEVELS, requests(TINY_REQUESTS), (("tiny-leanserve@omp2", "tiny-leanserve"),))
     if name == "tiny-tuning":
         base = tiny_one_thread_config()
         stacks = (Stack("tiny-leanserve", "leanserve", base),) + tuple(
@@ -199,12 +203,13 @@ def make_suite(name: str, quick: bool) -> Suite:
         return Suite(name, stacks, (1, 16), requests({1: 24, 16: 96}),
                      tuple((s.name, "tiny-leanserve") for s in stacks[1:]))
     if name == "batched-hop":
-        # Handle options: the one hop batched (a candidate measured on Serve's floor, where it costs least to try).
+        # Handle options: the one hop batched, tried on Serve's floor (LeanServe's hop would also have to batch its
+        # cancellation and prefix-affinity routing, so it is worth that only if the floor gains).
         config = tiny_one_thread_config()
         batched = Stack("tiny-serve@batched-hop", "noop-serve", config, variant="vllm-batched",
                         note="Serve's floor with concurrent requests sharing one handle call (@serve.batch, 1 ms)")
         return Suite(name, (Stack("tiny-bare", "bare", config), serve_floor(config), batched), LEVELS,
-                     requests({1: 24, 16: 96, 64: 192}),
+                     requests(TINY_REQUESTS),
                      (("tiny-serve@batched-hop", "tiny-serve"), ("tiny-serve@batched-hop", "tiny-bare"),
                       ("tiny-serve", "tiny-bare")))
     if name == "vllm-bench":
